@@ -1,0 +1,94 @@
+//! The error policy, in one place.
+//!
+//! Every non-2xx answer is a FHIR OperationOutcome. Client errors (400, 404, 412, 413) say what
+//! is wrong in terms of the protocol (a field name, a prefetch key), never by echoing what was
+//! sent, so no patient data or token can travel back in an error. A server error (500) logs its
+//! detail and answers a fixed text. No handler panics on input.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed JSON, a missing or wrong field, a hook that does not match the service.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such service or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// A required prefetch key is absent or failed, and cannot be fetched.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The body is larger than the configured limit.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A failure of ours. The detail is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn issue_code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "invalid",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::PreconditionFailed(_) => "required",
+            ApiError::PayloadTooLarge { .. } => "too-costly",
+            ApiError::Internal(_) => "exception",
+        }
+    }
+
+    /// The text the client sees.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "The service failed to process the request.".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// An OperationOutcome with one error issue.
+pub fn operation_outcome(code: &str, diagnostics: &str) -> serde_json::Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "error", "code": code, "diagnostics": diagnostics }]
+    })
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(error.detail = %detail, "request failed");
+        }
+        HttpResponse::build(self.status_code())
+            .content_type("application/fhir+json")
+            .json(operation_outcome(self.issue_code(), &self.public_message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn an_internal_error_never_sends_its_detail() {
+        let response = ApiError::Internal("db password=secret".into()).error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().try_into_bytes().expect("a fixed body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("OperationOutcome"));
+        assert!(!text.contains("secret"));
+    }
+}

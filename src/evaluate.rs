@@ -1,0 +1,101 @@
+//! One hook call, end to end, without HTTP: request -> record -> facts -> assessment -> cards.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::cards::orders::OrderContext;
+use crate::cards::wording::Wording;
+use crate::cards::{self, CardContext, DataReport};
+use crate::catalogue::ServiceKind;
+use crate::error::ApiError;
+use crate::fhir::intake::{self, IntakePolicy};
+use crate::fhir::interpret;
+use crate::fhir::record::{DataKey, PatientRecord};
+use crate::fhir::time::age_in_years;
+use crate::knee::facts::Situation;
+use crate::knee::{self, Assessment};
+use crate::protocol::card::Card;
+use crate::protocol::request::HookRequest;
+use crate::terminology::Terminology;
+
+/// The knowledge loaded once at start: code lists and card wording.
+#[derive(Debug, Clone)]
+pub struct Knowledge {
+    pub terminology: Terminology,
+    pub wording: Wording,
+}
+
+/// The settings the evaluation reads.
+#[derive(Debug, Clone)]
+pub struct EvaluationSettings {
+    pub questionnaire_canonical: String,
+    pub questionnaire_url: String,
+    pub stale_after_days: i64,
+}
+
+/// What an evaluation produced, with counts for the log (no content).
+#[derive(Debug)]
+pub struct Outcome {
+    pub cards: Vec<Card>,
+    pub skipped_resources: usize,
+    pub unavailable_keys: Vec<&'static str>,
+}
+
+/// Evaluates a hook request for a service.
+pub fn evaluate(
+    service: ServiceKind,
+    request: &HookRequest,
+    knowledge: &Knowledge,
+    settings: &EvaluationSettings,
+    now: OffsetDateTime,
+) -> Result<Outcome, ApiError> {
+    if request.hook != service.hook() {
+        return Err(ApiError::BadRequest(format!(
+            "service {} answers the {} hook, not the hook sent",
+            service.id(),
+            service.hook()
+        )));
+    }
+    let record = PatientRecord::from_prefetch(&request.prefetch);
+    if let Some(key) = record.missing_required() {
+        return Err(ApiError::PreconditionFailed(format!(
+            "prefetch key {} is absent, failed or unreadable, and the service cannot fetch it",
+            key.prefetch_key()
+        )));
+    }
+    let patient_id = request.context.patient_id.as_str();
+    let patient = record.patient.as_ref();
+    if patient.and_then(|p| p.id.as_deref()).is_some_and(|id| id != patient_id) {
+        return Err(ApiError::BadRequest("prefetch.patient is not the patient named by context.patientId".into()));
+    }
+    let age_years = patient.and_then(|p| p.birth_date.as_ref()).and_then(|birth| age_in_years(birth, now.date()));
+    let policy = IntakePolicy {
+        canonical: settings.questionnaire_canonical.clone(),
+        stale_after: Duration::days(settings.stale_after_days),
+    };
+    let (intake, intake_notes) = intake::select(&record.questionnaire_responses, patient_id, &policy, now);
+    let situation = Situation {
+        now,
+        age_years,
+        intake,
+        record: interpret::record_facts(&record, patient_id, &knowledge.terminology, now),
+    };
+    let assessment: Assessment = knee::assess(&situation);
+    let context = CardContext {
+        wording: &knowledge.wording,
+        terminology: &knowledge.terminology,
+        order: OrderContext {
+            patient_id,
+            user_id: &request.context.user_id,
+            encounter_id: request.context.encounter_id.as_deref(),
+        },
+        questionnaire_url: &settings.questionnaire_url,
+        stale_days: settings.stale_after_days,
+    };
+    let report = DataReport { gaps: &record.gaps, intake: &intake_notes };
+    let cards = cards::build(&assessment, &report, &context)?;
+    Ok(Outcome {
+        cards,
+        skipped_resources: record.gaps.skipped.len(),
+        unavailable_keys: record.gaps.unavailable.iter().map(|(key, _)| DataKey::prefetch_key(*key)).collect(),
+    })
+}

@@ -1,0 +1,9 @@
+//! Patient record assembly: the prefetch, read leniently into fhir-sdk (R4B) types, then
+//! interpreted into the facts the rules read.
+
+pub mod intake;
+pub mod interpret;
+pub mod prefetch;
+pub mod record;
+pub mod reference;
+pub mod time;

@@ -1,0 +1,214 @@
+//! Lenient reading of prefetch values. A prefetch key may be absent, `null` (the read found
+//! nothing), a Bundle, a single resource, or an OperationOutcome (the EHR's read failed). Inside
+//! a Bundle, each entry is read on its own: one malformed resource is skipped and reported, the
+//! rest are kept.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+/// The state of one prefetch key after reading it.
+#[derive(Debug)]
+pub enum PrefetchValue<T> {
+    /// The EHR did not send this key.
+    Absent,
+    /// The EHR's read failed (an OperationOutcome) or the value is not a FHIR resource.
+    Failed(FailureKind),
+    /// The resources read, with the entries that had to be skipped.
+    Read(ReadResources<T>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    OperationOutcome,
+    NotAResource,
+}
+
+#[derive(Debug)]
+pub struct ReadResources<T> {
+    pub resources: Vec<T>,
+    /// Entries of the expected type that could not be read.
+    pub skipped: Vec<SkippedResource>,
+    /// Resources of other types (an `_include`d Medication, say), kept as raw JSON for the
+    /// caller that wants them.
+    pub others: Vec<Box<RawValue>>,
+    /// The Bundle's `next` link, when it has one (more pages exist).
+    pub next_page: bool,
+}
+
+/// An entry that was skipped. It carries ids only, never content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedResource {
+    pub resource_type: String,
+    pub id: Option<String>,
+    pub position: usize,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct BundleEnvelope<'a> {
+    #[serde(default, borrow)]
+    entry: Option<Vec<&'a RawValue>>,
+    #[serde(default, borrow)]
+    link: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct EntryEnvelope {
+    #[serde(default)]
+    resource: Option<Box<RawValue>>,
+    #[serde(default)]
+    search: Option<EntrySearch>,
+}
+
+#[derive(Deserialize)]
+struct EntrySearch {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LinkEnvelope {
+    #[serde(default)]
+    relation: Option<String>,
+}
+
+fn head(raw: &RawValue) -> Option<Head> {
+    serde_json::from_str::<Head>(raw.get()).ok()
+}
+
+fn id_of(head: &Head) -> Option<String> {
+    match &head.id {
+        Some(serde_json::Value::String(id)) if is_safe_id(id) => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// A FHIR id: `[A-Za-z0-9\-\.]{1,64}`. Anything else is not echoed anywhere.
+pub fn is_safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Reads one prefetch value expecting resources of type `expected` (the FHIR resourceType).
+pub fn read<T: DeserializeOwned>(value: Option<&RawValue>, expected: &str) -> PrefetchValue<T> {
+    let Some(raw) = value else {
+        return PrefetchValue::Absent;
+    };
+    if raw.get().trim() == "null" {
+        return PrefetchValue::Read(ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page: false });
+    }
+    let Some(Head { resource_type: Some(resource_type), .. }) = head(raw) else {
+        return PrefetchValue::Failed(FailureKind::NotAResource);
+    };
+    match resource_type.as_str() {
+        "OperationOutcome" => PrefetchValue::Failed(FailureKind::OperationOutcome),
+        "Bundle" if expected != "Bundle" => read_bundle(raw, expected),
+        _ => {
+            let mut read = ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page: false };
+            collect(raw, expected, 0, &mut read);
+            PrefetchValue::Read(read)
+        }
+    }
+}
+
+fn read_bundle<T: DeserializeOwned>(raw: &RawValue, expected: &str) -> PrefetchValue<T> {
+    let Ok(envelope) = serde_json::from_str::<BundleEnvelope<'_>>(raw.get()) else {
+        return PrefetchValue::Failed(FailureKind::NotAResource);
+    };
+    let next_page = envelope.link.unwrap_or_default().iter().any(|link| {
+        serde_json::from_str::<LinkEnvelope>(link.get()).is_ok_and(|l| l.relation.as_deref() == Some("next"))
+    });
+    let mut read = ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page };
+    for (position, entry) in envelope.entry.unwrap_or_default().into_iter().enumerate() {
+        match serde_json::from_str::<EntryEnvelope>(entry.get()) {
+            Ok(EntryEnvelope { search: Some(EntrySearch { mode: Some(mode) }), .. }) if mode == "outcome" => {}
+            Ok(EntryEnvelope { resource: Some(resource), .. }) => collect(&resource, expected, position, &mut read),
+            Ok(EntryEnvelope { resource: None, .. }) => {}
+            Err(_) => read.skipped.push(SkippedResource { resource_type: "entry".into(), id: None, position }),
+        }
+    }
+    PrefetchValue::Read(read)
+}
+
+fn collect<T: DeserializeOwned>(raw: &RawValue, expected: &str, position: usize, read: &mut ReadResources<T>) {
+    let head = head(raw);
+    let resource_type = head.as_ref().and_then(|h| h.resource_type.clone());
+    match resource_type.as_deref() {
+        Some(t) if t == expected => match serde_json::from_str::<T>(raw.get()) {
+            Ok(resource) => read.resources.push(resource),
+            Err(_) => read.skipped.push(SkippedResource {
+                resource_type: expected.to_owned(),
+                id: head.as_ref().and_then(id_of),
+                position,
+            }),
+        },
+        // Search warnings travel as OperationOutcome entries: not data, not an error.
+        Some("OperationOutcome") => {}
+        Some(_) => read.others.push(raw.to_owned()),
+        None => read.skipped.push(SkippedResource { resource_type: "unknown".into(), id: None, position }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fhir_sdk::r4b::resources::Condition;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).expect("valid JSON")
+    }
+
+    #[test]
+    fn a_malformed_entry_is_skipped_and_the_others_are_kept() {
+        let bundle = raw(
+            r#"{"resourceType":"Bundle","type":"searchset","entry":[
+            {"resource":{"resourceType":"Condition","id":"bad","code":"malignant","subject":{"reference":"Patient/p"}}},
+            {"resource":{"resourceType":"Condition","id":"good","subject":{"reference":"Patient/p"}}},
+            42]}"#,
+        );
+        let PrefetchValue::Read(read) = read::<Condition>(Some(&bundle), "Condition") else {
+            panic!("the bundle is read");
+        };
+        assert_eq!(read.resources.len(), 1);
+        assert_eq!(read.skipped.len(), 2);
+        assert_eq!(read.skipped[0].id.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn null_is_an_empty_read_and_an_operation_outcome_is_a_failure() {
+        assert!(matches!(read::<Condition>(Some(&raw("null")), "Condition"), PrefetchValue::Read(r) if r.resources.is_empty()));
+        let outcome = raw(r#"{"resourceType":"OperationOutcome","issue":[]}"#);
+        assert!(matches!(
+            read::<Condition>(Some(&outcome), "Condition"),
+            PrefetchValue::Failed(FailureKind::OperationOutcome)
+        ));
+        assert!(matches!(read::<Condition>(None, "Condition"), PrefetchValue::Absent));
+        assert!(matches!(
+            read::<Condition>(Some(&raw("\"text\"")), "Condition"),
+            PrefetchValue::Failed(FailureKind::NotAResource)
+        ));
+    }
+
+    #[test]
+    fn a_next_link_is_noticed() {
+        let bundle = raw(r#"{"resourceType":"Bundle","link":[{"relation":"next","url":"https://x/y"}],"entry":[]}"#);
+        let PrefetchValue::Read(read) = read::<Condition>(Some(&bundle), "Condition") else {
+            panic!("read");
+        };
+        assert!(read.next_page);
+    }
+
+    #[test]
+    fn an_unsafe_id_is_never_reported() {
+        assert!(is_safe_id("c-bad.1"));
+        assert!(!is_safe_id("John Smith"));
+        assert!(!is_safe_id(""));
+    }
+}

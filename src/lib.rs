@@ -1,0 +1,17 @@
+//! Popliteal: a CDS Hooks 2.0 service for posterior knee pain.
+//!
+//! Data flows one way: request -> record (`fhir`) -> facts -> assessment (`knee`) -> cards
+//! (`cards`) -> response. The rules never see HTTP or JSON; the routes decide nothing clinical.
+
+pub mod cards;
+pub mod catalogue;
+pub mod configuration;
+pub mod error;
+pub mod evaluate;
+pub mod fhir;
+pub mod knee;
+pub mod protocol;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod terminology;

@@ -1,0 +1,4 @@
+//! CDS Hooks wire types only: requests, cards, discovery.
+
+pub mod card;
+pub mod request;

@@ -1,0 +1,144 @@
+//! The CDS Hooks 2.0 request, read strictly enough to answer 400 with a clear message, and
+//! leniently enough that the prefetch is read key by key (see `fhir::prefetch`). Error messages
+//! name fields, never echo their content.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+
+/// A hook request after the envelope checks.
+#[derive(Debug)]
+pub struct HookRequest {
+    pub hook: String,
+    pub hook_instance: String,
+    pub context: HookContext,
+    pub prefetch: HashMap<String, Box<RawValue>>,
+    pub fhir_server: Option<String>,
+}
+
+/// The context fields this service reads.
+#[derive(Debug)]
+pub struct HookContext {
+    pub user_id: String,
+    pub patient_id: String,
+    pub encounter_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    hook: Option<serde_json::Value>,
+    #[serde(rename = "hookInstance")]
+    hook_instance: Option<serde_json::Value>,
+    context: Option<HashMap<String, Box<RawValue>>>,
+    prefetch: Option<Box<RawValue>>,
+    #[serde(rename = "fhirServer")]
+    fhir_server: Option<serde_json::Value>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
+}
+
+/// A hookInstance is logged, so it is held to a safe alphabet and length.
+fn is_safe_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn context_string(context: &HashMap<String, Box<RawValue>>, field: &str, required: bool) -> Result<Option<String>, ApiError> {
+    match context.get(field) {
+        None if required => Err(bad(format!("context.{field} is required"))),
+        None => Ok(None),
+        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
+            Ok(Some(value)) if !value.trim().is_empty() => Ok(Some(value)),
+            Ok(None) if !required => Ok(None),
+            _ => Err(bad(format!("context.{field} must be a non-empty string"))),
+        },
+    }
+}
+
+impl HookRequest {
+    /// Parses a request body. Syntax errors report their position only.
+    pub fn parse(body: &[u8]) -> Result<HookRequest, ApiError> {
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+            let what = if e.is_syntax() || e.is_eof() {
+                "the request body is not valid JSON"
+            } else {
+                "the request body is not a CDS Hooks request object"
+            };
+            bad(format!("{what} (line {}, column {})", e.line(), e.column()))
+        })?;
+        let hook = match envelope.hook {
+            Some(serde_json::Value::String(hook)) if is_safe_token(&hook) => hook,
+            Some(_) => return Err(bad("hook must be a hook name such as patient-view")),
+            None => return Err(bad("hook is required")),
+        };
+        let hook_instance = match envelope.hook_instance {
+            Some(serde_json::Value::String(id)) if is_safe_token(&id) => id,
+            Some(_) => return Err(bad("hookInstance must be a UUID")),
+            None => return Err(bad("hookInstance is required")),
+        };
+        let context = envelope.context.ok_or_else(|| bad("context is required and must be an object"))?;
+        let prefetch = match envelope.prefetch {
+            None => HashMap::new(),
+            Some(raw) if raw.get().trim() == "null" => HashMap::new(),
+            Some(raw) => serde_json::from_str::<HashMap<String, Box<RawValue>>>(raw.get())
+                .map_err(|_| bad("prefetch must be an object whose keys are the service's prefetch keys"))?,
+        };
+        let fhir_server = match envelope.fhir_server {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(url)) => Some(url),
+            Some(_) => return Err(bad("fhirServer must be a URL")),
+        };
+        Ok(HookRequest {
+            hook,
+            hook_instance,
+            context: HookContext {
+                user_id: context_string(&context, "userId", true)?.unwrap_or_default(),
+                patient_id: context_string(&context, "patientId", true)?.unwrap_or_default(),
+                encounter_id: context_string(&context, "encounterId", false)?,
+            },
+            prefetch,
+            fhir_server,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str) -> String {
+        match HookRequest::parse(body.as_bytes()) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_hook_instance_is_named_in_the_error() {
+        assert_eq!(message(r#"{"hook":"patient-view","context":{}}"#), "hookInstance is required");
+    }
+
+    #[test]
+    fn a_missing_patient_id_is_named_in_the_error() {
+        let body = r#"{"hook":"patient-view","hookInstance":"a-1","context":{"userId":"Practitioner/1"}}"#;
+        assert_eq!(message(body), "context.patientId is required");
+    }
+
+    #[test]
+    fn a_type_error_never_echoes_the_value_sent() {
+        let body = r#"{"hook":"patient-view","hookInstance":"a-1","context":"Jane Doe, born 1950"}"#;
+        let text = message(body);
+        assert!(!text.contains("Jane"), "{text}");
+    }
+
+    #[test]
+    fn malformed_json_reports_its_position() {
+        assert!(message("{\"hook\": ").starts_with("the request body is not valid JSON"));
+    }
+}
