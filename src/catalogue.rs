@@ -72,11 +72,18 @@ impl Catalogue {
             }
             for key in DataKey::ALL {
                 if !definition.prefetch.contains_key(key.prefetch_key()) {
-                    return Err(CatalogueError::Drift(format!("{} lacks prefetch key {}", kind.id(), key.prefetch_key())));
+                    return Err(CatalogueError::Drift(format!(
+                        "{} lacks prefetch key {}",
+                        kind.id(),
+                        key.prefetch_key()
+                    )));
                 }
             }
             if definition.prefetch.len() != DataKey::ALL.len() {
-                return Err(CatalogueError::Drift(format!("{} has prefetch keys the handler does not read", kind.id())));
+                return Err(CatalogueError::Drift(format!(
+                    "{} has prefetch keys the handler does not read",
+                    kind.id()
+                )));
             }
         }
         for service in &discovery.services {

@@ -66,9 +66,7 @@ impl CodeList {
             return false;
         }
         let lower = text.to_lowercase();
-        lower
-            .split(|c: char| !c.is_alphanumeric())
-            .any(|word| self.names.iter().any(|name| name == word))
+        lower.split(|c: char| !c.is_alphanumeric()).any(|word| self.names.iter().any(|name| name == word))
     }
 }
 
@@ -198,7 +196,8 @@ impl Terminology {
         }
         let mut laterality = HashMap::new();
         for side in [Side::Left, Side::Right, Side::Both] {
-            let coding = orders_file.laterality.get(side.code()).cloned().ok_or(TerminologyError::MissingList("laterality"))?;
+            let coding =
+                orders_file.laterality.get(side.code()).cloned().ok_or(TerminologyError::MissingList("laterality"))?;
             laterality.insert(side.code(), coding);
         }
         let reason_codes = orders_file
@@ -240,9 +239,7 @@ impl Terminology {
 
     /// Which order a coding names, with the side the code implies.
     pub fn recognise_order(&self, system: &str, code: &str) -> Option<(OrderKind, Option<Side>)> {
-        ORDER_KINDS
-            .iter()
-            .find_map(|kind| self.order(*kind).recognise(system, code).map(|side| (*kind, side)))
+        ORDER_KINDS.iter().find_map(|kind| self.order(*kind).recognise(system, code).map(|side| (*kind, side)))
     }
 }
 
@@ -274,10 +271,7 @@ mod tests {
             t.recognise_order("http://loinc.org", "39443-7"),
             Some((OrderKind::VenousDuplex, Some(Side::Right)))
         );
-        assert_eq!(
-            t.recognise_order("http://www.ama-assn.org/go/cpt", "93971"),
-            Some((OrderKind::VenousDuplex, None))
-        );
+        assert_eq!(t.recognise_order("http://www.ama-assn.org/go/cpt", "93971"), Some((OrderKind::VenousDuplex, None)));
     }
 
     #[test]

@@ -60,6 +60,8 @@ struct Draft {
     summary: String,
     why: Vec<String>,
     wells: Option<WellsScore>,
+    /// Whether `wells` is shown item by item (the DVT card) or as one line (other DVT-risk cards).
+    wells_table: bool,
     action: String,
     notes: Vec<String>,
     orders: Vec<ProposedOrder>,
@@ -68,7 +70,18 @@ struct Draft {
 
 impl Draft {
     fn new(topic: &'static str, urgency: Urgency, summary: String, action: String) -> Draft {
-        Draft { topic, urgency, summary, why: Vec::new(), wells: None, action, notes: Vec::new(), orders: Vec::new(), links: Vec::new() }
+        Draft {
+            topic,
+            urgency,
+            summary,
+            why: Vec::new(),
+            wells: None,
+            wells_table: false,
+            action,
+            notes: Vec::new(),
+            orders: Vec::new(),
+            links: Vec::new(),
+        }
     }
 }
 
@@ -79,6 +92,10 @@ fn side_text(wording: &Wording, side: Option<Side>) -> &str {
         Some(Side::Both) => wording.phrase("side_both"),
         None => wording.phrase("side_unknown"),
     }
+}
+
+fn weeks_text(weeks: u32) -> String {
+    if weeks == 1 { "1 week".to_owned() } else { format!("{weeks} weeks") }
 }
 
 fn describe_records(records: &[RecordEvidence]) -> String {
@@ -110,6 +127,7 @@ fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
     let mut draft = Draft::new(T, dvt.urgency, summary, w.text(T, action_key).to_owned());
     draft.why = evidence_lines(&dvt.signs, w);
     draft.wells = Some(dvt.wells.clone());
+    draft.wells_table = true;
     for population in &dvt.special_populations {
         draft.notes.push(match population {
             SpecialPopulation::PregnantOrPostpartum => w.phrase("special_pregnancy").to_owned(),
@@ -124,11 +142,25 @@ fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
         let result = why::record_text(&d_dimer.result.evidence);
         let note = match &d_dimer.reading {
             DDimerReading::Positive { cutoff, age_adjusted } | DDimerReading::Negative { cutoff, age_adjusted } => {
-                let key = if matches!(d_dimer.reading, DDimerReading::Positive { .. }) { "d_dimer_positive" } else { "d_dimer_negative" };
+                let key = if matches!(d_dimer.reading, DDimerReading::Positive { .. }) {
+                    "d_dimer_positive"
+                } else {
+                    "d_dimer_negative"
+                };
                 let adjusted = if *age_adjusted { w.phrase("age_adjusted") } else { "" };
-                fill(w.phrase(key), &[("result", &result), ("date", &date), ("cutoff", &format!("{cutoff:.0}")), ("adjusted", adjusted)])
+                fill(
+                    w.phrase(key),
+                    &[
+                        ("result", &result),
+                        ("date", &date),
+                        ("cutoff", &format!("{cutoff:.0}")),
+                        ("adjusted", adjusted),
+                    ],
+                )
             }
-            DDimerReading::NotComparable => fill(w.phrase("d_dimer_not_comparable"), &[("result", &result), ("date", &date)]),
+            DDimerReading::NotComparable => {
+                fill(w.phrase("d_dimer_not_comparable"), &[("result", &result), ("date", &date)])
+            }
         };
         draft.notes.push(note);
     }
@@ -140,10 +172,9 @@ fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
             OrderState::Pending => "on order",
             OrderState::Completed => "completed",
         };
-        draft.notes.push(fill(
-            w.phrase("duplex_other"),
-            &[("order", &why::record_text(&order.evidence)), ("state", state), ("date", &format_date(order.evidence.date))],
-        ));
+        draft
+            .notes
+            .push(fill(w.phrase("duplex_other"), &[("order", &why::record_text(&order.evidence)), ("state", state)]));
         if order.state == OrderState::Completed {
             draft.notes.push(w.phrase("duplex_done_note").to_owned());
         }
@@ -153,10 +184,7 @@ fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
 }
 
 fn duplex_on_order_note(order: &crate::knee::facts::DuplexOrder, w: &Wording) -> String {
-    fill(
-        w.phrase("duplex_on_order"),
-        &[("order", &why::record_text(&order.evidence)), ("date", &format_date(order.evidence.date))],
-    )
+    fill(w.phrase("duplex_on_order"), &[("order", &why::record_text(&order.evidence))])
 }
 
 fn red_flag_draft(flag: &RedFlag, evaluation: &Evaluation, w: &Wording) -> Draft {
@@ -179,13 +207,18 @@ fn red_flag_draft(flag: &RedFlag, evaluation: &Evaluation, w: &Wording) -> Draft
     draft.why = evidence_lines(&flag.evidence, w);
     if flag.kind.concerns_dvt_risk() {
         draft.wells = Some(evaluation.wells.clone());
+        // Item by item here unless the DVT card shows it.
+        draft.wells_table = evaluation.dvt.is_none();
     }
     if flag.kind == RedFlagKind::BakerCystRupture {
         if let Some(order) = evaluation.dvt.as_ref().and_then(|d| d.duplex_on_order.as_ref()) {
             draft.notes.push(duplex_on_order_note(order, w));
         }
         if !evaluation.anticoagulants.is_empty() {
-            draft.notes.push(fill(w.phrase("anticoagulated"), &[("medications", &describe_records(&evaluation.anticoagulants))]));
+            draft.notes.push(fill(
+                w.phrase("anticoagulated"),
+                &[("medications", &describe_records(&evaluation.anticoagulants))],
+            ));
         }
     }
     draft.orders = flag.orders.clone();
@@ -206,7 +239,11 @@ fn pattern_draft(found: &PatternMatch, evaluation: &Evaluation, w: &Wording) -> 
         draft.why.push(format!("against: {line}"));
     }
     if let Some(weeks) = evaluation.duration_weeks {
-        draft.why.push(format!("{}: {weeks} weeks (intake)", w.finding(crate::knee::question::Question::DurationWeeks)));
+        draft.why.push(format!(
+            "{}: {} (intake)",
+            w.finding(crate::knee::question::Question::DurationWeeks),
+            weeks_text(weeks)
+        ));
     }
     if found.pattern == Pattern::BakerCyst && evaluation.dvt.is_some() {
         draft.notes.push(w.phrase("coexist").to_owned());
@@ -227,7 +264,7 @@ fn evaluation_drafts(evaluation: &Evaluation, w: &Wording) -> Vec<Draft> {
         const T: &str = "book-evaluation";
         let mut reasons = Vec::new();
         if let Some(weeks) = book.duration_weeks {
-            reasons.push(fill(w.text(T, "reason_duration"), &[("weeks", &weeks.to_string())]));
+            reasons.push(fill(w.text(T, "reason_duration"), &[("weeks", &weeks_text(weeks))]));
         }
         if book.giving_way {
             reasons.push(w.text(T, "reason_giving_way").to_owned());
@@ -243,7 +280,8 @@ fn evaluation_drafts(evaluation: &Evaluation, w: &Wording) -> Vec<Draft> {
         if evaluation.pattern_questions_answered {
             drafts.push(Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), w.text(T, "action").to_owned()));
         } else if drafts.is_empty() {
-            let mut draft = Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), w.text(T, "action").to_owned());
+            let mut draft =
+                Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), w.text(T, "action").to_owned());
             draft.why.push(w.text(T, "unanswered").to_owned());
             drafts.push(draft);
         }
@@ -339,10 +377,14 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
     let topic = w.topic(draft.topic);
     let mut detail = Vec::new();
     if !draft.why.is_empty() {
-        detail.push(format!("**{}**\n\n{}", w.phrase("why"), draft.why.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n")));
+        detail.push(format!(
+            "**{}**\n\n{}",
+            w.phrase("why"),
+            draft.why.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n")
+        ));
     }
     if let Some(wells) = &draft.wells {
-        detail.push(wells_table(wells, w));
+        detail.push(if draft.wells_table { wells_table(wells, w) } else { why::wells_line(wells, w) });
     }
     if !draft.action.is_empty() {
         detail.push(format!("**{}**\n\n{}", w.phrase("what_to_do"), draft.action));
@@ -350,14 +392,20 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
     detail.extend(draft.notes);
     let references: Vec<_> = topic.references.iter().filter_map(|r| w.reference(r)).collect();
     let source = match references.first() {
-        Some(primary) => Source { label: primary.label.clone(), url: Some(primary.url.clone()), topic: topic_coding(draft.topic, w) },
+        Some(primary) => {
+            Source { label: primary.label.clone(), url: Some(primary.url.clone()), topic: topic_coding(draft.topic, w) }
+        }
         None => Source { label: w.source_label.clone(), url: None, topic: topic_coding(draft.topic, w) },
     };
     if let Some(primary) = references.first() {
         detail.push(format!("Source: [{}]({})", primary.label, primary.url));
     }
     let mut links = draft.links;
-    links.extend(references.iter().map(|r| Link { label: r.label.clone(), url: r.url.clone(), link_type: LinkType::Absolute }));
+    links.extend(references.iter().map(|r| Link {
+        label: r.label.clone(),
+        url: r.url.clone(),
+        link_type: LinkType::Absolute,
+    }));
     let default_reason = topic.display.clone();
     let suggestions = draft
         .orders
@@ -390,7 +438,10 @@ fn topic_coding(topic: &str, w: &Wording) -> Coding {
 /// Builds the cards for an assessment, most urgent first.
 pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext<'_>) -> Result<Vec<Card>, ApiError> {
     let mut drafts = match assessment {
-        Assessment::NothingToSay => return Ok(Vec::new()),
+        // Silence for patients we have nothing to say about, unless the EHR sent another
+        // patient's answers: that must be reported.
+        Assessment::NothingToSay if report.intake.other_patient_responses == 0 => return Ok(Vec::new()),
+        Assessment::NothingToSay => Vec::new(),
         Assessment::IntakeNeeded { stale, knee_pain_on_record } => vec![intake_draft(*stale, knee_pain_on_record, ctx)],
         Assessment::Evaluated(evaluation) => evaluation_drafts(evaluation, ctx.wording),
     };

@@ -54,17 +54,27 @@ fn source_text(item: &crate::knee::wells::WellsItem, w: &Wording) -> String {
     }
 }
 
-/// The Wells score as markdown: heading with the reading, one row per item, missing items named.
-pub fn wells_table(wells: &WellsScore, w: &Wording) -> String {
+fn wells_reading(wells: &WellsScore, w: &Wording) -> String {
     let score = wells.score.to_string();
-    let reading = if !wells.complete {
+    if !wells.complete {
         fill(w.phrase("wells_incomplete"), &[("score", &score)])
     } else if wells.likely() {
         fill(w.phrase("wells_likely"), &[("score", &score)])
     } else {
         fill(w.phrase("wells_unlikely"), &[("score", &score)])
-    };
-    let mut text = format!("**{}: {}**\n\n| Item | Points | Source |\n|---|---|---|", w.phrase("wells_heading"), reading);
+    }
+}
+
+/// The Wells score in one line, for DVT-risk cards other than the DVT card.
+pub fn wells_line(wells: &WellsScore, w: &Wording) -> String {
+    format!("**{}: {}.** {}", w.phrase("wells_heading"), wells_reading(wells, w), w.phrase("wells_see_dvt_card"))
+}
+
+/// The Wells score as markdown: heading with the reading, one row per item, missing items named.
+pub fn wells_table(wells: &WellsScore, w: &Wording) -> String {
+    let reading = wells_reading(wells, w);
+    let mut text =
+        format!("**{}: {}**\n\n| Item | Points | Source |\n|---|---|---|", w.phrase("wells_heading"), reading);
     for item in &wells.items {
         text.push_str(&format!("\n| {} | {} | {} |", w.finding(item.question), item.points, source_text(item, w)));
     }

@@ -59,7 +59,8 @@ impl Wording {
     pub fn embedded() -> Result<Wording, WordingError> {
         let wording: Wording = toml::from_str(CARDS_FILE)?;
         for topic in &wording.topic_order {
-            let t = wording.topics.get(topic).ok_or_else(|| WordingError::Incomplete(format!("no section [{topic}]")))?;
+            let t =
+                wording.topics.get(topic).ok_or_else(|| WordingError::Incomplete(format!("no section [{topic}]")))?;
             for reference in &t.references {
                 if !wording.references.contains_key(reference) {
                     return Err(WordingError::Incomplete(format!("[{topic}] cites unknown reference {reference}")));

@@ -5,7 +5,9 @@
 //! ignored and reported. A response older than the staleness window is not evaluated.
 
 use fhir_sdk::r4b::codes::QuestionnaireResponseStatus;
-use fhir_sdk::r4b::resources::{QuestionnaireResponse, QuestionnaireResponseItem, QuestionnaireResponseItemAnswerValue};
+use fhir_sdk::r4b::resources::{
+    QuestionnaireResponse, QuestionnaireResponseItem, QuestionnaireResponseItemAnswerValue,
+};
 use time::{Duration, OffsetDateTime};
 
 use super::prefetch::is_safe_id;
@@ -67,11 +69,7 @@ pub fn select(
         return (IntakeState::Missing, notes);
     };
     let authored = response.authored.as_ref().and_then(earliest);
-    let fresh = response
-        .authored
-        .as_ref()
-        .and_then(latest)
-        .is_some_and(|instant| instant >= now - policy.stale_after);
+    let fresh = response.authored.as_ref().and_then(latest).is_some_and(|instant| instant >= now - policy.stale_after);
     if !fresh {
         return (IntakeState::Stale { authored }, notes);
     }
@@ -87,12 +85,10 @@ fn read_items(items: &[Option<QuestionnaireResponseItem>], intake: &mut Intake, 
             for answer in item.answer.iter().flatten() {
                 match answer.value.as_ref().map(|value| interpret(question, value)) {
                     Some(Some(value)) => intake.record(question, value),
-                    Some(None) => {
-                        if !notes.wrong_type_answers.contains(&question.link_id()) {
-                            notes.wrong_type_answers.push(question.link_id());
-                        }
+                    Some(None) if !notes.wrong_type_answers.contains(&question.link_id()) => {
+                        notes.wrong_type_answers.push(question.link_id());
                     }
-                    None => {}
+                    Some(None) | None => {}
                 }
             }
         }
@@ -132,7 +128,13 @@ mod tests {
         IntakePolicy { canonical: CANONICAL.into(), stale_after: Duration::days(14) }
     }
 
-    fn response(id: &str, status: &str, authored: &str, patient: &str, items: serde_json::Value) -> QuestionnaireResponse {
+    fn response(
+        id: &str,
+        status: &str,
+        authored: &str,
+        patient: &str,
+        items: serde_json::Value,
+    ) -> QuestionnaireResponse {
         serde_json::from_value(json!({
             "resourceType": "QuestionnaireResponse", "id": id, "status": status,
             "questionnaire": format!("{CANONICAL}|1.0.0"), "subject": {"reference": format!("Patient/{patient}")},
@@ -192,7 +194,8 @@ mod tests {
             {"linkId": "duration-weeks", "answer": [{"valueInteger": -3}]},
             {"linkId": "side", "answer": [{"valueCoding": {"system": SIDE_SYSTEM, "code": "left"}}]}
         ]);
-        let (state, notes) = select(&[response("r", "completed", "2026-11-24T08:00:00Z", "p", items)], "p", &policy(), NOW);
+        let (state, notes) =
+            select(&[response("r", "completed", "2026-11-24T08:00:00Z", "p", items)], "p", &policy(), NOW);
         let IntakeState::Usable(intake) = state else { panic!("usable") };
         assert_eq!(intake.yes_no(Question::CalfPain), None);
         assert_eq!(intake.duration_weeks(), None);

@@ -61,7 +61,12 @@ fn condition_evidence(condition: &Condition) -> RecordEvidence {
 }
 
 /// Builds the record facts for `patient_id` at `now`.
-pub fn record_facts(record: &PatientRecord, patient_id: &str, terminology: &Terminology, now: OffsetDateTime) -> RecordFacts {
+pub fn record_facts(
+    record: &PatientRecord,
+    patient_id: &str,
+    terminology: &Terminology,
+    now: OffsetDateTime,
+) -> RecordFacts {
     let mut facts = RecordFacts::default();
     for key in DataKey::ALL {
         if record.gaps.is_unavailable(*key)
@@ -123,7 +128,9 @@ pub fn record_facts(record: &PatientRecord, patient_id: &str, terminology: &Term
             _ => None,
         };
         let recent = performed.and_then(latest).is_some_and(|t| t >= surgery_since && t <= now);
-        if procedure.status == EventStatus::Completed && recent && in_list(procedure.code.as_ref(), &terminology.major_surgery)
+        if procedure.status == EventStatus::Completed
+            && recent
+            && in_list(procedure.code.as_ref(), &terminology.major_surgery)
         {
             facts.recent_major_surgery.push(RecordEvidence {
                 reference: reference_to("Procedure", procedure.id.as_deref()),
@@ -145,10 +152,18 @@ fn effective_instant(observation: &Observation) -> Option<(OffsetDateTime, Offse
     Some((earliest(&value)?, latest(&value)?))
 }
 
-fn read_observation(observation: &Observation, terminology: &Terminology, now: OffsetDateTime, facts: &mut RecordFacts) {
+fn read_observation(
+    observation: &Observation,
+    terminology: &Terminology,
+    now: OffsetDateTime,
+    facts: &mut RecordFacts,
+) {
     if !matches!(
         observation.status,
-        ObservationStatus::Final | ObservationStatus::Amended | ObservationStatus::Corrected | ObservationStatus::Preliminary
+        ObservationStatus::Final
+            | ObservationStatus::Amended
+            | ObservationStatus::Corrected
+            | ObservationStatus::Preliminary
     ) {
         return;
     }
@@ -265,10 +280,11 @@ fn anticoagulant(request: &MedicationRequest, record: &PatientRecord, list: &Cod
 
 fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDateTime) -> Option<DuplexOrder> {
     let concept = order.code.as_ref()?;
-    let side_from_code = codings(concept).find_map(|(system, code)| match terminology.recognise_order(system, code) {
-        Some((OrderKind::VenousDuplex, side)) => Some(side),
-        _ => None,
-    })?;
+    let side_from_code =
+        codings(concept).find_map(|(system, code)| match terminology.recognise_order(system, code) {
+            Some((OrderKind::VenousDuplex, side)) => Some(side),
+            _ => None,
+        })?;
     let side = side_from_code.or_else(|| {
         order.body_site.iter().flatten().find_map(|site| {
             [Side::Left, Side::Right, Side::Both].into_iter().find(|side| {
@@ -282,14 +298,14 @@ fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDa
         RequestStatus::Active | RequestStatus::Draft | RequestStatus::OnHold => {
             let since = now - Duration::days(windows::DUPLEX_ORDER_DAYS);
             // Only an order surely inside the window suppresses a new suggestion.
-            if !authored.and_then(earliest).is_some_and(|t| t >= since) {
+            if authored.and_then(earliest).is_none_or(|t| t < since) {
                 return None;
             }
             OrderState::Pending
         }
         RequestStatus::Completed => {
             let since = now - Duration::days(COMPLETED_DUPLEX_DAYS);
-            if !authored.and_then(latest).is_some_and(|t| t >= since) {
+            if authored.and_then(latest).is_none_or(|t| t < since) {
                 return None;
             }
             OrderState::Completed
@@ -311,4 +327,3 @@ fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDa
 pub fn patient_reference_id(record: &PatientRecord) -> Option<&str> {
     record.patient.as_ref()?.id.as_deref()
 }
-

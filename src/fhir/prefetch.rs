@@ -102,7 +102,12 @@ pub fn read<T: DeserializeOwned>(value: Option<&RawValue>, expected: &str) -> Pr
         return PrefetchValue::Absent;
     };
     if raw.get().trim() == "null" {
-        return PrefetchValue::Read(ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page: false });
+        return PrefetchValue::Read(ReadResources {
+            resources: Vec::new(),
+            skipped: Vec::new(),
+            others: Vec::new(),
+            next_page: false,
+        });
     }
     let Some(Head { resource_type: Some(resource_type), .. }) = head(raw) else {
         return PrefetchValue::Failed(FailureKind::NotAResource);
@@ -111,7 +116,8 @@ pub fn read<T: DeserializeOwned>(value: Option<&RawValue>, expected: &str) -> Pr
         "OperationOutcome" => PrefetchValue::Failed(FailureKind::OperationOutcome),
         "Bundle" if expected != "Bundle" => read_bundle(raw, expected),
         _ => {
-            let mut read = ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page: false };
+            let mut read =
+                ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page: false };
             collect(raw, expected, 0, &mut read);
             PrefetchValue::Read(read)
         }
@@ -167,12 +173,10 @@ mod tests {
 
     #[test]
     fn a_malformed_entry_is_skipped_and_the_others_are_kept() {
-        let bundle = raw(
-            r#"{"resourceType":"Bundle","type":"searchset","entry":[
+        let bundle = raw(r#"{"resourceType":"Bundle","type":"searchset","entry":[
             {"resource":{"resourceType":"Condition","id":"bad","code":"malignant","subject":{"reference":"Patient/p"}}},
             {"resource":{"resourceType":"Condition","id":"good","subject":{"reference":"Patient/p"}}},
-            42]}"#,
-        );
+            42]}"#);
         let PrefetchValue::Read(read) = read::<Condition>(Some(&bundle), "Condition") else {
             panic!("the bundle is read");
         };
@@ -183,7 +187,9 @@ mod tests {
 
     #[test]
     fn null_is_an_empty_read_and_an_operation_outcome_is_a_failure() {
-        assert!(matches!(read::<Condition>(Some(&raw("null")), "Condition"), PrefetchValue::Read(r) if r.resources.is_empty()));
+        assert!(
+            matches!(read::<Condition>(Some(&raw("null")), "Condition"), PrefetchValue::Read(r) if r.resources.is_empty())
+        );
         let outcome = raw(r#"{"resourceType":"OperationOutcome","issue":[]}"#);
         assert!(matches!(
             read::<Condition>(Some(&outcome), "Condition"),

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 
 use fhir_sdk::r4b::resources::{
-    Condition, Medication, MedicationRequest, Observation, Patient, Procedure, QuestionnaireResponse,
-    ServiceRequest,
+    Condition, Medication, MedicationRequest, Observation, Patient, Procedure, QuestionnaireResponse, ServiceRequest,
 };
 use serde_json::value::RawValue;
 
@@ -139,7 +138,8 @@ impl PatientRecord {
             let raw = prefetch.get(key.prefetch_key()).map(|v| &**v);
             match key {
                 DataKey::Patient => {
-                    record.patient = record.take(*key, prefetch::read::<Patient>(raw, key.resource_type())).into_iter().next();
+                    record.patient =
+                        record.take(*key, prefetch::read::<Patient>(raw, key.resource_type())).into_iter().next();
                 }
                 DataKey::QuestionnaireResponses => {
                     record.questionnaire_responses = record.take(*key, prefetch::read(raw, key.resource_type()));

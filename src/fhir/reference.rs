@@ -20,11 +20,7 @@ pub fn belongs_to(subject: Option<&Reference>, patient_id: &str) -> bool {
 
 /// Every (system, code) pair of a concept.
 pub fn codings(concept: &CodeableConcept) -> impl Iterator<Item = (&str, &str)> {
-    concept
-        .coding
-        .iter()
-        .flatten()
-        .filter_map(|c| Some((c.system.as_deref()?, c.code.as_deref()?)))
+    concept.coding.iter().flatten().filter_map(|c| Some((c.system.as_deref()?, c.code.as_deref()?)))
 }
 
 /// A short human description of a concept: its text, else its first display, else its first code.
@@ -33,9 +29,7 @@ pub fn describe(concept: &CodeableConcept) -> String {
         return text.to_owned();
     }
     let first = concept.coding.iter().flatten().next();
-    first
-        .and_then(|c| c.display.clone().or_else(|| c.code.clone()))
-        .unwrap_or_else(|| "(uncoded)".to_owned())
+    first.and_then(|c| c.display.clone().or_else(|| c.code.clone())).unwrap_or_else(|| "(uncoded)".to_owned())
 }
 
 /// The first coding code of a concept, for status-like concepts (clinicalStatus...).

@@ -34,8 +34,14 @@ pub enum SpecialPopulation {
 /// How the latest D-dimer reads against the cut-off that applies.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DDimerReading {
-    Positive { cutoff: f64, age_adjusted: bool },
-    Negative { cutoff: f64, age_adjusted: bool },
+    Positive {
+        cutoff: f64,
+        age_adjusted: bool,
+    },
+    Negative {
+        cutoff: f64,
+        age_adjusted: bool,
+    },
     /// DDU, or a unit that could not be converted: never compared with an FEU cut-off.
     NotComparable,
 }
@@ -129,8 +135,7 @@ pub fn assess(findings: &Findings<'_>, age_years: Option<u32>, side: Option<Side
     if signs.is_empty() {
         return None;
     }
-    let sign_questions: Vec<Question> =
-        DVT_SIGNS.iter().copied().filter(|q| findings.present(*q)).collect();
+    let sign_questions: Vec<Question> = DVT_SIGNS.iter().copied().filter(|q| findings.present(*q)).collect();
     let record = findings.record();
     let wells = wells(findings);
     let special_populations = special_populations(findings, age_years);
@@ -173,10 +178,8 @@ pub fn assess(findings: &Findings<'_>, age_years: Option<u32>, side: Option<Side
         Pathway::CompleteTheScore => vec![duplex(), d_dimer_test()],
     };
 
-    let (covering, other): (Vec<&DuplexOrder>, Vec<&DuplexOrder>) = record
-        .duplex_orders
-        .iter()
-        .partition(|order| order.state == OrderState::Pending && duplex_covers(order, side));
+    let (covering, other): (Vec<&DuplexOrder>, Vec<&DuplexOrder>) =
+        record.duplex_orders.iter().partition(|order| order.state == OrderState::Pending && duplex_covers(order, side));
     let duplex_on_order = covering.into_iter().max_by_key(|order| order.evidence.date).cloned();
     if duplex_on_order.is_some() {
         orders.retain(|order| order.kind != OrderKind::VenousDuplex);

@@ -81,13 +81,16 @@ pub enum Assessment {
 pub fn assess(situation: &Situation) -> Assessment {
     let intake = match &situation.intake {
         IntakeState::Usable(intake) => intake,
+        // Without usable answers, speak only where knee pain is on the record (contract).
+        IntakeState::Stale { .. } | IntakeState::Missing if situation.record.knee_pain.is_empty() => {
+            return Assessment::NothingToSay;
+        }
         IntakeState::Stale { authored } => {
             return Assessment::IntakeNeeded {
                 stale: Some(*authored),
                 knee_pain_on_record: situation.record.knee_pain.clone(),
             };
         }
-        IntakeState::Missing if situation.record.knee_pain.is_empty() => return Assessment::NothingToSay,
         IntakeState::Missing => {
             return Assessment::IntakeNeeded { stale: None, knee_pain_on_record: situation.record.knee_pain.clone() };
         }

@@ -70,13 +70,9 @@ pub struct PatternMatch {
     pub against: Vec<Evidence>,
     pub urgency: Urgency,
     pub orders: Vec<ProposedOrder>,
-}
-
-impl PatternMatch {
-    /// The number of features that support it (the ranking key).
-    pub fn strength(&self) -> usize {
-        self.cardinal.len() + self.supporting.len()
-    }
+    /// The number of distinct features that support it (the ranking key). Several records of
+    /// the same condition are one feature.
+    pub strength: usize,
 }
 
 /// Whether the intake answered at least one of the patterns' questions.
@@ -87,7 +83,12 @@ pub fn any_pattern_question_answered(findings: &Findings<'_>) -> bool {
     })
 }
 
-fn plan(pattern: Pattern, findings: &Findings<'_>, side: Option<Side>, weeks: Option<u32>) -> (Urgency, Vec<ProposedOrder>) {
+fn plan(
+    pattern: Pattern,
+    findings: &Findings<'_>,
+    side: Option<Side>,
+    weeks: Option<u32>,
+) -> (Urgency, Vec<ProposedOrder>) {
     let persisting = weeks.is_some_and(|w| w >= PERSISTING_PAIN_WEEKS);
     match pattern {
         Pattern::BakerCyst => {
@@ -144,18 +145,29 @@ pub fn assess(findings: &Findings<'_>, side: Option<Side>, weeks: Option<u32>) -
             let f = features(pattern);
             let cardinal = findings.evidence_of(f.cardinal);
             let mut supporting = findings.evidence_of(f.other);
-            if pattern == Pattern::NervePain {
+            let mut minor_features = f.other.iter().filter(|q| findings.present(**q)).count();
+            if pattern == Pattern::NervePain && !findings.record().radiculopathy.is_empty() {
                 supporting.extend(findings.record().radiculopathy.iter().cloned().map(Evidence::Recorded));
+                minor_features += 1;
             }
-            if cardinal.is_empty() && supporting.len() < 2 {
+            if cardinal.is_empty() && minor_features < 2 {
                 return None;
             }
+            let cardinal_features = f.cardinal.iter().filter(|q| findings.present(**q)).count();
             let against = findings.evidence_of(f.against);
             let (urgency, orders) = plan(pattern, findings, side, weeks);
-            Some(PatternMatch { pattern, cardinal, supporting, against, urgency, orders })
+            Some(PatternMatch {
+                pattern,
+                cardinal,
+                supporting,
+                against,
+                urgency,
+                orders,
+                strength: cardinal_features + minor_features,
+            })
         })
         .collect();
     // Stable sort: equal strength keeps the contract's order.
-    matches.sort_by(|a, b| b.strength().cmp(&a.strength()));
+    matches.sort_by_key(|m| std::cmp::Reverse(m.strength));
     matches
 }

@@ -40,8 +40,7 @@ pub struct RedFlag {
 }
 
 /// Local signs that, together with fever, point to infection.
-const LOCAL_SIGNS: &[Question] =
-    &[Question::Warmth, Question::Redness, Question::KneeSwelling, Question::PainAtRest];
+const LOCAL_SIGNS: &[Question] = &[Question::Warmth, Question::Redness, Question::KneeSwelling, Question::PainAtRest];
 
 fn flag(kind: RedFlagKind, urgency: Urgency, evidence: Vec<Evidence>) -> RedFlag {
     RedFlag { kind, urgency, evidence, orders: Vec::new() }
@@ -92,11 +91,8 @@ pub fn assess(findings: &Findings<'_>, side: Option<Side>) -> Vec<RedFlag> {
     if !deficit.is_empty() {
         // Progressive numbness is progressive by definition; weakness alone is "new or worsening"
         // and cannot be told apart, so it is a warning.
-        let urgency = if findings.present(Question::ProgressiveNumbness) {
-            Urgency::Critical
-        } else {
-            Urgency::Warning
-        };
+        let urgency =
+            if findings.present(Question::ProgressiveNumbness) { Urgency::Critical } else { Urgency::Warning };
         let mut neuro = flag(RedFlagKind::NeuroDeficit, urgency, deficit);
         neuro.orders.push(
             ProposedOrder::new(OrderKind::LumbarSpineMri, None, Priority::Urgent)
@@ -107,11 +103,8 @@ pub fn assess(findings: &Findings<'_>, side: Option<Side>) -> Vec<RedFlag> {
     }
 
     if findings.present(Question::SaddleBladderBowel) {
-        let mut cauda = flag(
-            RedFlagKind::CaudaEquina,
-            Urgency::Critical,
-            findings.evidence_of(&[Question::SaddleBladderBowel]),
-        );
+        let mut cauda =
+            flag(RedFlagKind::CaudaEquina, Urgency::Critical, findings.evidence_of(&[Question::SaddleBladderBowel]));
         cauda.orders.push(
             ProposedOrder::new(OrderKind::LumbarSpineMri, None, Priority::Stat)
                 .recommended()

@@ -145,7 +145,11 @@ mod tests {
     #[test]
     fn a_record_item_is_attributed_to_the_record() {
         let record = RecordFacts {
-            previous_dvt: vec![RecordEvidence { reference: "Condition/d".into(), description: "DVT".into(), date: None }],
+            previous_dvt: vec![RecordEvidence {
+                reference: "Condition/d".into(),
+                description: "DVT".into(),
+                date: None,
+            }],
             ..Default::default()
         };
         let wells = score_of(&all_answered_no(), &record);

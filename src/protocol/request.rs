@@ -49,7 +49,11 @@ fn is_safe_token(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-fn context_string(context: &HashMap<String, Box<RawValue>>, field: &str, required: bool) -> Result<Option<String>, ApiError> {
+fn context_string(
+    context: &HashMap<String, Box<RawValue>>,
+    field: &str,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
     match context.get(field) {
         None if required => Err(bad(format!("context.{field} is required"))),
         None => Ok(None),

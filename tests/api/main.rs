@@ -1,0 +1,13 @@
+//! The HTTP API, one module per feature.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod discovery;
+mod errors;
+mod examples;
+mod health;
+mod patient_view;
+mod questionnaire;
+mod snapshots;
+mod vignette_checker;

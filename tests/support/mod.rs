@@ -1,0 +1,356 @@
+//! Shared by the test binaries: start the service on a free port, load the shared vignettes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use popliteal::configuration::{Settings, configuration_directory};
+use popliteal::startup::Application;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+/// Test settings (`config/test.toml`: port 0), adjusted by `adjust`.
+pub fn test_settings(adjust: impl FnOnce(&mut Settings)) -> Settings {
+    let mut settings = Settings::load_for("test", &configuration_directory()).expect("test settings load");
+    adjust(&mut settings);
+    settings
+}
+
+/// Starts the service in the background and returns its address.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let settings = test_settings(adjust);
+    let application = Application::build(&settings).expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp { address, client: reqwest::Client::new() }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+impl TestApp {
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.post_raw(path, serde_json::to_vec(body).expect("serialisable")).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.expect("the request is sent")
+    }
+}
+
+/// `../shared/vignettes`, beside the repository.
+pub fn vignettes_directory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vignettes")
+}
+
+/// Replaces `{{today-Nd}}` (a date N days ago) and `{{now-Nh}}` (an instant N hours ago) as
+/// the vignettes' README says, relative to `now`.
+pub fn substitute_dates(text: &str, now: time::OffsetDateTime) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let token = &after[..end];
+        let replaced = if let Some(days) = token.strip_prefix("today-").and_then(|t| t.strip_suffix('d')) {
+            let days: i64 = days.parse().expect("a day count");
+            Some((now - time::Duration::days(days)).date().to_string())
+        } else if let Some(hours) = token.strip_prefix("now-").and_then(|t| t.strip_suffix('h')) {
+            let hours: i64 = hours.parse().expect("an hour count");
+            let instant = (now - time::Duration::hours(hours)).replace_nanosecond(0).expect("valid");
+            Some(instant.format(&time::format_description::well_known::Rfc3339).expect("formats"))
+        } else {
+            None
+        };
+        match replaced {
+            Some(value) => out.push_str(&value),
+            None => out.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A vignette: its name, the request (dates substituted) and the expectations.
+pub struct Vignette {
+    pub name: String,
+    pub request: serde_json::Value,
+    pub expect: serde_json::Value,
+}
+
+pub fn load_vignettes(now: time::OffsetDateTime) -> Vec<Vignette> {
+    let directory = vignettes_directory();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&directory)
+        .unwrap_or_else(|e| panic!("the vignettes must be at {}: {e}", directory.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable vignette");
+            let value: serde_json::Value =
+                serde_json::from_str(&substitute_dates(&text, now)).expect("a vignette is JSON");
+            Vignette {
+                name: path.file_stem().expect("a file name").to_string_lossy().into_owned(),
+                request: value["request"].clone(),
+                expect: value["expect"].clone(),
+            }
+        })
+        .collect()
+}
+
+/// Every ServiceRequest a response suggests, with the card topic that suggests it.
+pub fn suggested_resources(response: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let mut found = Vec::new();
+    for card in response["cards"].as_array().into_iter().flatten() {
+        let topic = card["source"]["topic"]["code"].as_str().unwrap_or_default().to_owned();
+        for suggestion in card["suggestions"].as_array().into_iter().flatten() {
+            for action in suggestion["actions"].as_array().into_iter().flatten() {
+                found.push((topic.clone(), action["resource"].clone()));
+            }
+        }
+    }
+    found
+}
+
+pub fn codes_of(resource: &serde_json::Value) -> Vec<String> {
+    resource["code"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The card topics whose cards carry the Wells extension.
+pub const DVT_RISK_TOPICS: &[&str] = &["dvt-suspected", "baker-cyst-rupture", "pulmonary-embolism"];
+
+/// The codes a suggestion may order (questionnaire contract).
+pub const SUGGESTION_CODES: &[&str] =
+    &["39420-5", "39432-0", "39443-7", "48065-7", "48066-5", "241504009", "241641004", "394451000119106", "308447003"];
+
+fn rank(indicator: &str) -> u8 {
+    match indicator {
+        "critical" => 3,
+        "warning" => 2,
+        "info" => 1,
+        _ => 0,
+    }
+}
+
+fn find_nulls_or_empties(value: &serde_json::Value, path: &str, problems: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Null => problems.push(format!("{path} is null")),
+        serde_json::Value::String(s) if s.is_empty() => problems.push(format!("{path} is an empty string")),
+        serde_json::Value::Array(items) => {
+            if items.is_empty() && path != "$.cards" {
+                problems.push(format!("{path} is an empty array"));
+            }
+            for (i, item) in items.iter().enumerate() {
+                find_nulls_or_empties(item, &format!("{path}[{i}]"), problems);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                find_nulls_or_empties(item, &format!("{path}.{key}"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What every CDS Hooks response of this service must satisfy, whatever the patient.
+pub fn protocol_problems(response: &serde_json::Value, patient_id: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    find_nulls_or_empties(response, "$", &mut problems);
+    let Some(cards) = response["cards"].as_array() else {
+        return vec!["no cards array".into()];
+    };
+    let mut previous = u8::MAX;
+    for card in cards {
+        let topic = card["source"]["topic"]["code"].as_str().unwrap_or("?");
+        let summary = card["summary"].as_str().unwrap_or_default();
+        if summary.is_empty() || summary.chars().count() >= 140 {
+            problems.push(format!("{topic}: summary must be 1-139 characters: {summary}"));
+        }
+        let indicator = card["indicator"].as_str().unwrap_or_default();
+        if rank(indicator) == 0 {
+            problems.push(format!("{topic}: bad indicator {indicator}"));
+        }
+        if rank(indicator) > previous {
+            problems.push(format!("{topic}: cards are not most urgent first"));
+        }
+        previous = rank(indicator);
+        if uuid::Uuid::parse_str(card["uuid"].as_str().unwrap_or_default()).is_err() {
+            problems.push(format!("{topic}: card uuid"));
+        }
+        if card["source"]["topic"]["system"] != "https://popliteal.dev/CodeSystem/card-topic" {
+            problems.push(format!("{topic}: topic system"));
+        }
+        if card["source"]["label"].as_str().is_none() {
+            problems.push(format!("{topic}: source.label"));
+        }
+        let text = format!("{summary}\n{}", card["detail"].as_str().unwrap_or_default());
+        if text.contains("[missing wording]") || text.contains('{') || text.contains('}') {
+            problems.push(format!("{topic}: unfilled wording in {text}"));
+        }
+        if card["detail"].as_str().is_none_or(|d| !d.contains("**")) && topic != "data-unavailable" {
+            problems.push(format!("{topic}: detail must say why and what to do"));
+        }
+        if card["overrideReasons"].as_array().is_none_or(|r| r.iter().any(|c| c["display"].as_str().is_none())) {
+            problems.push(format!("{topic}: overrideReasons need a display"));
+        }
+        let suggestions = card["suggestions"].as_array().cloned().unwrap_or_default();
+        if suggestions.is_empty() != card.get("selectionBehavior").is_none() {
+            problems.push(format!("{topic}: selectionBehavior must come with suggestions"));
+        }
+        for suggestion in &suggestions {
+            if uuid::Uuid::parse_str(suggestion["uuid"].as_str().unwrap_or_default()).is_err() {
+                problems.push(format!("{topic}: suggestion uuid"));
+            }
+        }
+        if DVT_RISK_TOPICS.contains(&topic) && card["extension"]["dev.popliteal.wells"]["score"].as_i64().is_none() {
+            problems.push(format!("{topic}: the Wells extension is missing"));
+        }
+    }
+    for (topic, resource) in suggested_resources(response) {
+        if let Err(error) = serde_json::from_value::<fhir_sdk::r4b::resources::ServiceRequest>(resource.clone()) {
+            problems.push(format!("{topic}: suggestion is not a valid ServiceRequest: {error}"));
+        }
+        if resource["status"] != "draft" || resource["subject"]["reference"] != format!("Patient/{patient_id}") {
+            problems.push(format!("{topic}: suggestion must be a draft for the patient"));
+        }
+        if resource["priority"].as_str().is_none() || resource["reasonCode"].as_array().is_none_or(Vec::is_empty) {
+            problems.push(format!("{topic}: suggestion needs priority and reasonCode"));
+        }
+        if !codes_of(&resource).iter().any(|code| SUGGESTION_CODES.contains(&code.as_str())) {
+            problems.push(format!("{topic}: suggestion code outside the verified list"));
+        }
+    }
+    problems
+}
+
+fn topics_with(cards: &[serde_json::Value]) -> Vec<(String, String)> {
+    cards
+        .iter()
+        .map(|c| {
+            (
+                c["source"]["topic"]["code"].as_str().unwrap_or_default().to_owned(),
+                c["indicator"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+/// Checks a response against a vignette's `expect` (see ../shared/vignettes/README.md).
+pub fn expectation_problems(expect: &serde_json::Value, status: u16, response: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let wanted_status = expect["status"].as_u64().unwrap_or(200);
+    if u64::from(status) != wanted_status {
+        return vec![format!("status {status}, expected {wanted_status}")];
+    }
+    if expect["exact_empty"] == true && *response != serde_json::json!({ "cards": [] }) {
+        problems.push(format!("expected exactly {{\"cards\": []}}, got {response}"));
+    }
+    let cards = response["cards"].as_array().cloned().unwrap_or_default();
+    let shown = topics_with(&cards);
+    for (topic, allowed) in expect["cards"].as_object().into_iter().flatten() {
+        let allowed = strings(allowed);
+        if !shown.iter().any(|(t, i)| t == topic && allowed.contains(i)) {
+            problems.push(format!("expected a {topic} card with indicator in {allowed:?}; got {shown:?}"));
+        }
+    }
+    for topic in strings(&expect["absent"]) {
+        if shown.iter().any(|(t, _)| *t == topic) {
+            problems.push(format!("{topic} must be absent; got {shown:?}"));
+        }
+    }
+    for indicator in strings(&expect["no_indicator"]) {
+        if shown.iter().any(|(_, i)| *i == indicator) {
+            problems.push(format!("no card may be {indicator}; got {shown:?}"));
+        }
+    }
+    if let Some(first) = expect["first"].as_str()
+        && shown.first().map(|(_, i)| i.as_str()) != Some(first)
+    {
+        problems.push(format!("the first card must be {first}; got {shown:?}"));
+    }
+    let suggested: Vec<String> = suggested_resources(response).iter().flat_map(|(_, r)| codes_of(r)).collect();
+    for group in expect["suggests"].as_array().into_iter().flatten() {
+        let group = strings(group);
+        if !group.iter().any(|code| suggested.contains(code)) {
+            problems.push(format!("expected a suggestion with one of {group:?}; suggested {suggested:?}"));
+        }
+    }
+    for group in expect["not_suggests"].as_array().into_iter().flatten() {
+        for code in strings(group) {
+            if suggested.contains(&code) {
+                problems.push(format!("{code} must not be suggested"));
+            }
+        }
+    }
+    if let Some(wells) = expect["wells"].as_object() {
+        let matching = cards.iter().any(|card| {
+            let topic = card["source"]["topic"]["code"].as_str().unwrap_or_default();
+            let extension = &card["extension"]["dev.popliteal.wells"];
+            DVT_RISK_TOPICS.contains(&topic) && wells.iter().all(|(field, value)| extension[field] == *value)
+        });
+        if !matching {
+            problems.push(format!("no DVT-risk card has Wells {wells:?}"));
+        }
+    }
+    problems
+}
+
+/// One vignette's request by name (dates substituted relative to now).
+pub fn vignette_request(name: &str) -> serde_json::Value {
+    load_vignettes(time::OffsetDateTime::now_utc())
+        .into_iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no vignette {name}"))
+        .request
+}
+
+/// The topics of a response's cards, in order.
+pub fn topics(response: &serde_json::Value) -> Vec<String> {
+    response["cards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["source"]["topic"]["code"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The card of a topic.
+pub fn card<'a>(response: &'a serde_json::Value, topic: &str) -> &'a serde_json::Value {
+    response["cards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["source"]["topic"]["code"] == topic)
+        .unwrap_or_else(|| panic!("no {topic} card in {response:#}"))
+}
