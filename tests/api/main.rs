@@ -6,6 +6,7 @@ mod support;
 mod discovery;
 mod errors;
 mod examples;
+mod fhir_examples;
 mod health;
 mod patient_view;
 mod questionnaire;
