@@ -10,21 +10,35 @@ use crate::fhir::record::DataKey;
 pub enum ServiceKind {
     /// `posterior-knee-pain` on `patient-view`.
     PatientView,
+    /// `posterior-knee-pain-order-select` on `order-select`.
+    OrderSelect,
+    /// `posterior-knee-pain-order-sign` on `order-sign`.
+    OrderSign,
 }
 
 impl ServiceKind {
-    pub const ALL: &'static [ServiceKind] = &[ServiceKind::PatientView];
+    pub const ALL: &'static [ServiceKind] =
+        &[ServiceKind::PatientView, ServiceKind::OrderSelect, ServiceKind::OrderSign];
 
     pub fn id(self) -> &'static str {
         match self {
             ServiceKind::PatientView => "posterior-knee-pain",
+            ServiceKind::OrderSelect => "posterior-knee-pain-order-select",
+            ServiceKind::OrderSign => "posterior-knee-pain-order-sign",
         }
     }
 
     pub fn hook(self) -> &'static str {
         match self {
             ServiceKind::PatientView => "patient-view",
+            ServiceKind::OrderSelect => "order-select",
+            ServiceKind::OrderSign => "order-sign",
         }
+    }
+
+    /// Whether the hook carries `context.draftOrders`.
+    pub fn reviews_orders(self) -> bool {
+        matches!(self, ServiceKind::OrderSelect | ServiceKind::OrderSign)
     }
 }
 
@@ -109,6 +123,7 @@ mod tests {
     fn the_shipped_catalogue_matches_the_handlers() {
         let catalogue = Catalogue::embedded().expect("services.json matches the registry");
         assert_eq!(catalogue.find("posterior-knee-pain"), Some(ServiceKind::PatientView));
+        assert_eq!(catalogue.find("posterior-knee-pain-order-sign"), Some(ServiceKind::OrderSign));
         assert_eq!(catalogue.find("nope"), None);
     }
 }

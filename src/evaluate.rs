@@ -7,12 +7,13 @@ use crate::cards::wording::Wording;
 use crate::cards::{self, CardContext, DataReport};
 use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
+use crate::fhir;
 use crate::fhir::intake::{self, IntakePolicy};
 use crate::fhir::interpret;
 use crate::fhir::record::{DataKey, PatientRecord};
 use crate::fhir::time::age_in_years;
 use crate::knee::facts::Situation;
-use crate::knee::{self, Assessment};
+use crate::knee::{self, Assessment, order_review};
 use crate::protocol::card::Card;
 use crate::protocol::request::HookRequest;
 use crate::terminology::Terminology;
@@ -80,6 +81,25 @@ pub fn evaluate(
         record: interpret::record_facts(&record, patient_id, &knowledge.terminology, now),
     };
     let assessment: Assessment = knee::assess(&situation);
+    let drafts = if service.reviews_orders() {
+        if request.context.draft_orders.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "context.draftOrders is required by the {} hook",
+                service.hook()
+            )));
+        }
+        let drafts = fhir::drafts::read(
+            request.context.draft_orders.as_deref(),
+            &request.context.selections,
+            &knowledge.terminology,
+        );
+        if drafts.unreadable {
+            return Err(ApiError::BadRequest("context.draftOrders must be a Bundle of orders".into()));
+        }
+        Some(drafts)
+    } else {
+        None
+    };
     let context = CardContext {
         wording: &knowledge.wording,
         terminology: &knowledge.terminology,
@@ -91,8 +111,18 @@ pub fn evaluate(
         questionnaire_url: &settings.questionnaire_url,
         stale_days: settings.stale_after_days,
     };
-    let report = DataReport { gaps: &record.gaps, intake: &intake_notes };
-    let cards = cards::build(&assessment, &report, &context)?;
+    let report = DataReport {
+        gaps: &record.gaps,
+        intake: &intake_notes,
+        draft_orders_skipped: drafts.as_ref().map_or(0, |d| d.skipped.len()),
+    };
+    let cards = match &drafts {
+        Some(drafts) => {
+            let review = order_review::review(assessment, &drafts.orders);
+            cards::build_order_review(&review, &report, &context)?
+        }
+        None => cards::build(&assessment, &report, &context)?,
+    };
     Ok(Outcome {
         cards,
         skipped_resources: record.gaps.skipped.len(),

@@ -17,6 +17,7 @@ use crate::fhir::intake::IntakeNotes;
 use crate::fhir::record::DataGaps;
 use crate::knee::dvt::{DDimerReading, DvtAssessment, Pathway, SpecialPopulation};
 use crate::knee::facts::{OrderState, RecordEvidence};
+use crate::knee::order_review::{OrderReview, Uncovered};
 use crate::knee::orders::ProposedOrder;
 use crate::knee::patterns::{Pattern, PatternMatch};
 use crate::knee::question::Side;
@@ -45,11 +46,16 @@ pub struct CardContext<'a> {
 pub struct DataReport<'a> {
     pub gaps: &'a DataGaps,
     pub intake: &'a IntakeNotes,
+    /// Entries of `context.draftOrders` that could not be read (order hooks).
+    pub draft_orders_skipped: usize,
 }
 
 impl DataReport<'_> {
     fn is_empty(&self) -> bool {
-        self.gaps.is_empty() && self.intake.other_patient_responses == 0 && self.intake.wrong_type_answers.is_empty()
+        self.gaps.is_empty()
+            && self.intake.other_patient_responses == 0
+            && self.intake.wrong_type_answers.is_empty()
+            && self.draft_orders_skipped == 0
     }
 }
 
@@ -319,6 +325,9 @@ fn data_draft(report: &DataReport<'_>, w: &Wording) -> Draft {
     const T: &str = "data-unavailable";
     let mut draft = Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), String::new());
     draft.why = why::data_report_lines(report.gaps, report.intake, w);
+    if report.draft_orders_skipped > 0 {
+        draft.why.push(fill(w.text(T, "draft_orders_skipped"), &[("count", &report.draft_orders_skipped.to_string())]));
+    }
     draft.action = fill(
         w.phrase("not_assessed_record"),
         &[("data", &report.gaps.unavailable.iter().map(|(key, _)| key.description()).collect::<Vec<_>>().join(", "))],
@@ -452,6 +461,83 @@ pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext
         other => ctx.wording.rank(other),
     };
     drafts.sort_by_key(|d| (Reverse(d.urgency), rank(d.topic)));
+    if !report.is_empty() {
+        drafts.push(data_draft(report, ctx.wording));
+    }
+    suggest_each_order_once(&mut drafts, ctx);
+    drafts.into_iter().map(|draft| render(draft, ctx)).collect()
+}
+
+fn order_draft(
+    topic: &'static str,
+    summary: String,
+    uncovered: &Uncovered,
+    evidence: Vec<String>,
+    wells: Option<&WellsScore>,
+    w: &Wording,
+) -> Draft {
+    let mut draft = Draft::new(topic, uncovered.urgency, summary, w.text(topic, "order_action").to_owned());
+    draft.why = evidence;
+    if let Some(wells) = wells {
+        draft.wells = Some(wells.clone());
+        draft.wells_table = true;
+    }
+    if !uncovered.knee_treatments.is_empty() {
+        let orders: Vec<&str> = uncovered.knee_treatments.iter().map(|d| d.description.as_str()).collect();
+        draft.notes.push(fill(w.text(topic, "order_knee_treatments"), &[("orders", &orders.join("; "))]));
+    }
+    draft.orders = uncovered.missing.clone();
+    draft
+}
+
+/// Builds the cards of an order hook: open red flags the drafts do not answer.
+pub fn build_order_review(
+    review: &OrderReview,
+    report: &DataReport<'_>,
+    ctx: &CardContext<'_>,
+) -> Result<Vec<Card>, ApiError> {
+    let w = ctx.wording;
+    let mut drafts = match review {
+        OrderReview::NothingToSay if report.intake.other_patient_responses == 0 => return Ok(Vec::new()),
+        OrderReview::NothingToSay => Vec::new(),
+        OrderReview::IntakeNeeded(Assessment::IntakeNeeded { stale, knee_pain_on_record }) => {
+            let mut draft = intake_draft(*stale, knee_pain_on_record, ctx);
+            if stale.is_none() && knee_pain_on_record.is_empty() {
+                draft.summary = w.text("intake-missing", "summary_orders").to_owned();
+            }
+            vec![draft]
+        }
+        OrderReview::IntakeNeeded(_) => Vec::new(),
+        OrderReview::Reviewed { evaluation, dvt, nerve_deficit, other_red_flags } => {
+            let mut drafts = Vec::new();
+            if let (Some(uncovered), Some(assessment)) = (dvt, evaluation.dvt.as_ref()) {
+                let key = if uncovered.missing.iter().any(|o| o.kind == crate::knee::orders::OrderKind::DDimer) {
+                    "order_summary_d_dimer"
+                } else {
+                    "order_summary"
+                };
+                let summary = fill(
+                    w.text("dvt-suspected", key),
+                    &[("side", side_text(w, evaluation.side)), ("score", &assessment.wells.score.to_string())],
+                );
+                let evidence = evidence_lines(&assessment.signs, w);
+                drafts.push(order_draft("dvt-suspected", summary, uncovered, evidence, Some(&assessment.wells), w));
+            }
+            if let Some(uncovered) = nerve_deficit {
+                let evidence: Vec<String> = evaluation
+                    .red_flags
+                    .iter()
+                    .filter(|f| matches!(f.kind, RedFlagKind::NeuroDeficit | RedFlagKind::CaudaEquina))
+                    .flat_map(|f| evidence_lines(&f.evidence, w))
+                    .collect();
+                let summary = w.text("neuro-deficit", "order_summary").to_owned();
+                drafts.push(order_draft("neuro-deficit", summary, uncovered, evidence, None, w));
+            }
+            drafts.extend(other_red_flags.iter().map(|flag| red_flag_draft(flag, evaluation, w)));
+            drafts
+        }
+    };
+    drafts.sort_by_key(|d| (Reverse(d.urgency), ctx.wording.rank(d.topic)));
     if !report.is_empty() {
         drafts.push(data_draft(report, ctx.wording));
     }

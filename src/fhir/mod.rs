@@ -1,6 +1,7 @@
 //! Patient record assembly: the prefetch, read leniently into fhir-sdk (R4B) types, then
 //! interpreted into the facts the rules read.
 
+pub mod drafts;
 pub mod intake;
 pub mod interpret;
 pub mod prefetch;

@@ -107,7 +107,12 @@ pub fn special_populations(findings: &Findings<'_>, age_years: Option<u32>) -> V
 /// Whether a pending duplex examines the leg in question. An order whose side is unknown, or
 /// a patient whose side is unknown, is covered only by a bilateral scan.
 pub fn duplex_covers(order: &DuplexOrder, side: Option<Side>) -> bool {
-    match (order.side, side) {
+    side_covers(order.side, side)
+}
+
+/// Whether a scan of `ordered` examines `wanted` (unknown on either side: only bilateral does).
+pub fn side_covers(ordered: Option<Side>, wanted: Option<Side>) -> bool {
+    match (ordered, wanted) {
         (Some(Side::Both), _) => true,
         (Some(ordered), Some(wanted)) => ordered.covers(wanted),
         _ => false,

@@ -4,6 +4,7 @@
 pub mod dvt;
 pub mod facts;
 pub mod finding;
+pub mod order_review;
 pub mod orders;
 pub mod patterns;
 pub mod question;

@@ -25,6 +25,10 @@ pub struct HookContext {
     pub user_id: String,
     pub patient_id: String,
     pub encounter_id: Option<String>,
+    /// order-select and order-sign: the Bundle of draft orders (read by `fhir::drafts`).
+    pub draft_orders: Option<Box<RawValue>>,
+    /// order-select: the ids (`ResourceType/id`) of the orders just selected.
+    pub selections: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,7 +90,7 @@ impl HookRequest {
             Some(_) => return Err(bad("hookInstance must be a UUID")),
             None => return Err(bad("hookInstance is required")),
         };
-        let context = envelope.context.ok_or_else(|| bad("context is required and must be an object"))?;
+        let mut context = envelope.context.ok_or_else(|| bad("context is required and must be an object"))?;
         let prefetch = match envelope.prefetch {
             None => HashMap::new(),
             Some(raw) if raw.get().trim() == "null" => HashMap::new(),
@@ -105,6 +109,12 @@ impl HookRequest {
                 user_id: context_string(&context, "userId", true)?.unwrap_or_default(),
                 patient_id: context_string(&context, "patientId", true)?.unwrap_or_default(),
                 encounter_id: context_string(&context, "encounterId", false)?,
+                selections: match context.get("selections") {
+                    None => Vec::new(),
+                    Some(raw) => serde_json::from_str::<Vec<String>>(raw.get())
+                        .map_err(|_| bad("context.selections must be an array of resource ids"))?,
+                },
+                draft_orders: context.remove("draftOrders").filter(|raw| raw.get().trim() != "null"),
             },
             prefetch,
             fhir_server,

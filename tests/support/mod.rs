@@ -89,15 +89,27 @@ pub fn substitute_dates(text: &str, now: time::OffsetDateTime) -> String {
     out
 }
 
-/// A vignette: its name, the request (dates substituted) and the expectations.
+/// A vignette: its name, the service it calls, the request (dates substituted) and the
+/// expectations.
 pub struct Vignette {
     pub name: String,
+    pub service: String,
     pub request: serde_json::Value,
     pub expect: serde_json::Value,
 }
 
+/// The shared patient-view vignettes.
 pub fn load_vignettes(now: time::OffsetDateTime) -> Vec<Vignette> {
-    let directory = vignettes_directory();
+    load_vignettes_from(&vignettes_directory(), now)
+}
+
+/// Our own vignettes in the same format (order hooks): `tests/vignettes/`, with a `service`.
+pub fn load_order_vignettes(now: time::OffsetDateTime) -> Vec<Vignette> {
+    load_vignettes_from(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vignettes"), now)
+}
+
+fn load_vignettes_from(directory: &Path, now: time::OffsetDateTime) -> Vec<Vignette> {
+    let directory = directory.to_path_buf();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&directory)
         .unwrap_or_else(|e| panic!("the vignettes must be at {}: {e}", directory.display()))
         .map(|entry| entry.expect("a directory entry").path())
@@ -112,6 +124,7 @@ pub fn load_vignettes(now: time::OffsetDateTime) -> Vec<Vignette> {
                 serde_json::from_str(&substitute_dates(&text, now)).expect("a vignette is JSON");
             Vignette {
                 name: path.file_stem().expect("a file name").to_string_lossy().into_owned(),
+                service: value["service"].as_str().unwrap_or("posterior-knee-pain").to_owned(),
                 request: value["request"].clone(),
                 expect: value["expect"].clone(),
             }
