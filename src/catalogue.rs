@@ -1,6 +1,8 @@
 //! The service catalogue (`cds-hooks/services.json`, served as discovery) and the typed registry
 //! of the handlers behind it, checked against each other at start so they cannot drift.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 use crate::fhir::record::DataKey;
@@ -52,7 +54,7 @@ struct ServiceDefinition {
     id: String,
     hook: String,
     #[serde(default)]
-    prefetch: std::collections::HashMap<String, String>,
+    prefetch: HashMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +72,14 @@ const SERVICES_FILE: &str = include_str!("../cds-hooks/services.json");
 pub struct Catalogue {
     /// The discovery document, served as is.
     pub discovery: bytes::Bytes,
+    /// Each service's prefetch query templates, by key (also used to fetch what is missing).
+    templates: HashMap<&'static str, HashMap<String, String>>,
 }
 
 impl Catalogue {
     pub fn embedded() -> Result<Catalogue, CatalogueError> {
         let discovery: Discovery = serde_json::from_str(SERVICES_FILE)?;
+        let mut templates = HashMap::new();
         for kind in ServiceKind::ALL {
             let definition = discovery
                 .services
@@ -99,6 +104,7 @@ impl Catalogue {
                     kind.id()
                 )));
             }
+            templates.insert(kind.id(), definition.prefetch.clone());
         }
         for service in &discovery.services {
             if !ServiceKind::ALL.iter().any(|k| k.id() == service.id) {
@@ -107,7 +113,12 @@ impl Catalogue {
         }
         // Re-serialise compactly: the file is for people, the wire for machines.
         let value: serde_json::Value = serde_json::from_str(SERVICES_FILE)?;
-        Ok(Catalogue { discovery: bytes::Bytes::from(serde_json::to_vec(&value)?) })
+        Ok(Catalogue { discovery: bytes::Bytes::from(serde_json::to_vec(&value)?), templates })
+    }
+
+    /// The prefetch query templates of a service, by key.
+    pub fn templates(&self, kind: ServiceKind) -> &HashMap<String, String> {
+        &self.templates[kind.id()]
     }
 
     pub fn find(&self, id: &str) -> Option<ServiceKind> {

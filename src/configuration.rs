@@ -10,7 +10,21 @@ pub struct Settings {
     pub environment: Environment,
     pub server: ServerSettings,
     pub questionnaire: QuestionnaireSettings,
+    pub fhir: FhirSettings,
     pub log: LogSettings,
+}
+
+/// Reading what the prefetch lacks from the EHR's FHIR server (`fhirServer`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FhirSettings {
+    /// The time budget of the whole fetch phase of one request, in milliseconds.
+    pub fetch_budget_ms: u64,
+    /// Pages read per prefetch key, following Bundle `next` links.
+    pub page_cap: usize,
+    /// A FHIR server response larger than this is not read.
+    pub max_response_bytes: usize,
+    /// Origins `fhirServer` must match (`https://ehr.example.org`); empty: any https origin.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,7 +113,14 @@ impl Settings {
             .add_source(config::File::from(directory.join("default.toml")))
             .add_source(config::File::from(directory.join(format!("{environment}.toml"))).required(false))
             .set_override("environment", environment)?
-            .add_source(config::Environment::with_prefix("POPLITEAL").prefix_separator("__").separator("__"))
+            .add_source(
+                config::Environment::with_prefix("POPLITEAL")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("fhir.allowed_origins"),
+            )
             .build()?;
         Ok(settings.try_deserialize()?)
     }
@@ -108,7 +129,39 @@ impl Settings {
         format!("{}/fhir/Questionnaire/posterior-knee-pain", self.questionnaire.canonical_base.trim_end_matches('/'))
     }
 
+    /// How fetching from `fhirServer` may happen: plain http to loopback only in local and test.
+    pub fn fetch_policy(&self) -> crate::fhir::fetch::FetchPolicy {
+        crate::fhir::fetch::FetchPolicy {
+            budget: std::time::Duration::from_millis(self.fhir.fetch_budget_ms),
+            page_cap: self.fhir.page_cap.max(1),
+            max_response_bytes: self.fhir.max_response_bytes,
+            allowed_origins: self.fhir.allowed_origins.clone(),
+            allow_loopback_http: matches!(self.environment, Environment::Local | Environment::Test),
+        }
+    }
+
     pub fn questionnaire_public_url(&self) -> String {
         format!("{}/fhir/Questionnaire/posterior-knee-pain", self.server.public_url.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_loads_for_every_environment() {
+        for environment in ["local", "test", "production"] {
+            let settings = Settings::load_for(environment, &configuration_directory()).expect("loads");
+            assert_eq!(settings.environment.as_str(), environment);
+        }
+        assert!(Settings::load_for("staging", &configuration_directory()).is_err());
+    }
+
+    #[test]
+    fn production_never_allows_plain_http_to_loopback() {
+        let settings = Settings::load_for("production", &configuration_directory()).expect("loads");
+        assert!(!settings.fetch_policy().allow_loopback_http);
+        assert_eq!(settings.server.host, "0.0.0.0");
     }
 }

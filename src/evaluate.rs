@@ -48,6 +48,7 @@ pub fn evaluate(
     knowledge: &Knowledge,
     settings: &EvaluationSettings,
     now: OffsetDateTime,
+    unfinished_pages: &[DataKey],
 ) -> Result<Outcome, ApiError> {
     if request.hook != service.hook() {
         return Err(ApiError::BadRequest(format!(
@@ -56,12 +57,17 @@ pub fn evaluate(
             service.hook()
         )));
     }
-    let record = PatientRecord::from_prefetch(&request.prefetch);
+    let mut record = PatientRecord::from_prefetch(&request.prefetch);
     if let Some(key) = record.missing_required() {
         return Err(ApiError::PreconditionFailed(format!(
-            "prefetch key {} is absent, failed or unreadable, and the service cannot fetch it",
+            "prefetch key {} is absent, failed or unreadable, and could not be read from fhirServer",
             key.prefetch_key()
         )));
+    }
+    for key in unfinished_pages {
+        if !record.gaps.more_pages.contains(key) {
+            record.gaps.more_pages.push(*key);
+        }
     }
     let patient_id = request.context.patient_id.as_str();
     let patient = record.patient.as_ref();

@@ -11,6 +11,7 @@ use crate::catalogue::{Catalogue, CatalogueError};
 use crate::configuration::Settings;
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge};
+use crate::fhir::fetch::FetchPolicy;
 use crate::routes;
 use crate::telemetry::CdsRootSpan;
 use crate::terminology::{Terminology, TerminologyError};
@@ -23,6 +24,9 @@ pub struct AppState {
     /// The Questionnaire, with its canonical URL set from the configuration.
     pub questionnaire: bytes::Bytes,
     pub max_body_bytes: usize,
+    /// The HTTP client for the EHRs' FHIR servers (no redirects: the token stays at the origin).
+    pub http: reqwest::Client,
+    pub fetch: FetchPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub enum StartupError {
     Bind { address: String, source: std::io::Error },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
 }
 
 const QUESTIONNAIRE_FILE: &str = include_str!("../cds-hooks/questionnaire/posterior-knee-pain.json");
@@ -61,6 +67,13 @@ impl AppState {
             },
             questionnaire: questionnaire(settings)?,
             max_body_bytes: settings.server.max_body_bytes,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(std::time::Duration::from_millis(settings.fhir.fetch_budget_ms))
+                .user_agent(concat!("popliteal/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| StartupError::HttpClient(e.to_string()))?,
+            fetch: settings.fetch_policy(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! interpreted into the facts the rules read.
 
 pub mod drafts;
+pub mod fetch;
 pub mod intake;
 pub mod interpret;
 pub mod prefetch;

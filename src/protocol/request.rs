@@ -17,6 +17,38 @@ pub struct HookRequest {
     pub context: HookContext,
     pub prefetch: HashMap<String, Box<RawValue>>,
     pub fhir_server: Option<String>,
+    pub fhir_authorization: Option<FhirAuthorization>,
+}
+
+/// `fhirAuthorization`: the token to read the EHR's FHIR server with. Never logged or stored.
+#[derive(Deserialize)]
+pub struct FhirAuthorization {
+    pub access_token: AccessToken,
+    #[serde(default)]
+    pub token_type: Option<String>,
+}
+
+/// A bearer token whose Debug output never shows it.
+#[derive(Deserialize, Clone)]
+#[serde(transparent)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+impl std::fmt::Debug for FhirAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirAuthorization").field("access_token", &self.access_token).finish_non_exhaustive()
+    }
 }
 
 /// The context fields this service reads.
@@ -40,6 +72,8 @@ struct Envelope {
     prefetch: Option<Box<RawValue>>,
     #[serde(rename = "fhirServer")]
     fhir_server: Option<serde_json::Value>,
+    #[serde(rename = "fhirAuthorization")]
+    fhir_authorization: Option<Box<RawValue>>,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -102,8 +136,24 @@ impl HookRequest {
             Some(serde_json::Value::String(url)) => Some(url),
             Some(_) => return Err(bad("fhirServer must be a URL")),
         };
+        let fhir_authorization = match envelope.fhir_authorization {
+            None => None,
+            Some(raw) if raw.get().trim() == "null" => None,
+            Some(raw) => Some(
+                serde_json::from_str::<FhirAuthorization>(raw.get())
+                    .map_err(|_| bad("fhirAuthorization must be an object with an access_token string"))?,
+            ),
+        };
+        if fhir_authorization
+            .as_ref()
+            .and_then(|a| a.token_type.as_deref())
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(bad("fhirAuthorization.token_type must be Bearer"));
+        }
         Ok(HookRequest {
             hook,
+            fhir_authorization,
             hook_instance,
             context: HookContext {
                 user_id: context_string(&context, "userId", true)?.unwrap_or_default(),
@@ -149,6 +199,15 @@ mod tests {
         let body = r#"{"hook":"patient-view","hookInstance":"a-1","context":"Jane Doe, born 1950"}"#;
         let text = message(body);
         assert!(!text.contains("Jane"), "{text}");
+    }
+
+    #[test]
+    fn the_access_token_never_shows_in_debug_output() {
+        let body = r#"{"hook":"patient-view","hookInstance":"a-1","context":{"userId":"u","patientId":"p"},
+            "fhirServer":"https://ehr.example/fhir","fhirAuthorization":{"access_token":"s3cr3t","token_type":"Bearer"}}"#;
+        let request = HookRequest::parse(body.as_bytes()).expect("valid");
+        assert!(!format!("{request:?}").contains("s3cr3t"));
+        assert_eq!(request.fhir_authorization.expect("present").access_token.expose(), "s3cr3t");
     }
 
     #[test]

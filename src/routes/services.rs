@@ -5,6 +5,7 @@ use tracing_actix_web::RootSpan;
 
 use crate::error::ApiError;
 use crate::evaluate::evaluate;
+use crate::fhir::fetch::complete_prefetch;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
 use crate::startup::AppState;
@@ -34,17 +35,21 @@ pub async fn invoke(
         return Err(ApiError::NotFound("no CDS service with this id; see GET /cds-services".into()));
     };
     let body = read_body(payload, state.max_body_bytes).await?;
-    let request = HookRequest::parse(&body)?;
+    let mut request = HookRequest::parse(&body)?;
     root_span.record("service_id", service.id());
     root_span.record("hook", request.hook.as_str());
     root_span.record("hook_instance", request.hook_instance.as_str());
-    let outcome = evaluate(service, &request, &state.knowledge, &state.evaluation, OffsetDateTime::now_utc())?;
+    let (fetch, unfinished_pages) =
+        complete_prefetch(&mut request, state.catalogue.templates(service), &state.http, &state.fetch).await;
+    let outcome =
+        evaluate(service, &request, &state.knowledge, &state.evaluation, OffsetDateTime::now_utc(), &unfinished_pages)?;
     tracing::info!(
         service_id = service.id(),
         hook_instance = request.hook_instance.as_str(),
         cards = outcome.cards.len(),
         skipped_resources = outcome.skipped_resources,
         unavailable_keys = ?outcome.unavailable_keys,
+        fetched_keys = ?fetch.fetched(),
         "evaluated"
     );
     root_span.record("cards", outcome.cards.len());

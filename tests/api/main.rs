@@ -7,6 +7,7 @@ mod discovery;
 mod errors;
 mod examples;
 mod fhir_examples;
+mod fhir_fetch;
 mod health;
 mod patient_view;
 mod questionnaire;

@@ -26,7 +26,7 @@ fn cards_of(name: &str) -> serde_json::Value {
     let vignette = load_vignettes(NOW).into_iter().find(|v| v.name == name).expect("vignette");
     let body = serde_json::to_vec(&vignette.request).expect("serialise");
     let request = HookRequest::parse(&body).expect("a valid request");
-    let outcome = evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, NOW).expect("evaluates");
+    let outcome = evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, NOW, &[]).expect("evaluates");
     serde_json::to_value(CdsResponse { cards: outcome.cards }).expect("JSON")
 }
 
