@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The load benchmark: release binary on loopback, oha as the load generator.
+#   bash bench/run.sh            (about 2 minutes; writes bench/out/results.md)
+# Reports requests/s and p50/p99/p99.9 latency for patient-view with a ~60 KB record and a ~5 KB
+# one, at a fixed 1,000 requests/s and at saturation; GET /health on the same server (the HTTP
+# floor); serde_json parsing of the same body (the parsing floor); the server's peak memory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT="${BENCH_PORT:-18090}"
+SECONDS_EACH="${BENCH_SECONDS:-10}"
+OUT=bench/out
+mkdir -p "$OUT"
+
+command -v oha >/dev/null || cargo install oha --locked
+command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
+cargo build --release --quiet --example bench_payloads --bin popliteal
+target/release/examples/bench_payloads write "$OUT"
+
+POPLITEAL__SERVER__PORT="$PORT" POPLITEAL__LOG__FORMAT=json APP_ENVIRONMENT=local \
+  target/release/popliteal > "$OUT/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+
+URL="http://127.0.0.1:$PORT/cds-services/posterior-knee-pain"
+run() { # name, oha arguments...
+  local name=$1; shift
+  oha --no-tui --json -z "${SECONDS_EACH}s" "$@" > "$OUT/$name.json"
+  jq -r --arg name "$name" '"| \($name) | \(.summary.requestsPerSec | floor) | \(.latencyPercentiles.p50 * 1000 | . * 100 | floor / 100) | \(.latencyPercentiles.p99 * 1000 | . * 100 | floor / 100) | \(.latencyPercentiles["p99.9"] * 1000 | . * 100 | floor / 100) | \(.summary.successRate * 100 | floor)% |"' "$OUT/$name.json"
+}
+
+{
+  echo "| run | requests/s | p50 ms | p99 ms | p99.9 ms | success |"
+  echo "|---|---|---|---|---|---|"
+  run "health-saturation" -c 32 "http://127.0.0.1:$PORT/health"
+  run "large-1000rps" -q 1000 -c 16 -m POST -H 'Content-Type: application/json' -D "$OUT/large.json" "$URL"
+  run "large-saturation" -c 32 -m POST -H 'Content-Type: application/json' -D "$OUT/large.json" "$URL"
+  run "small-1000rps" -q 1000 -c 16 -m POST -H 'Content-Type: application/json' -D "$OUT/small.json" "$URL"
+  run "small-saturation" -c 32 -m POST -H 'Content-Type: application/json' -D "$OUT/small.json" "$URL"
+} | tee "$OUT/results.md"
+
+PEAK_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+kill $SERVER; wait $SERVER 2>/dev/null || true
+PARSE_LARGE=$(target/release/examples/bench_payloads parse-floor "$OUT/large.json" 5 2)
+PARSE_SMALL=$(target/release/examples/bench_payloads parse-floor "$OUT/small.json" 5 2)
+LARGE_SAT=$(jq '.summary.requestsPerSec | floor' "$OUT/large-saturation.json")
+SMALL_SAT=$(jq '.summary.requestsPerSec | floor' "$OUT/small-saturation.json")
+HEALTH_SAT=$(jq '.summary.requestsPerSec | floor' "$OUT/health-saturation.json")
+{
+  echo
+  echo "| reference | per second |"
+  echo "|---|---|"
+  echo "| serde_json parse only, large body, 2 threads | $PARSE_LARGE |"
+  echo "| serde_json parse only, small body, 2 threads | $PARSE_SMALL |"
+  echo "| GET /health at saturation | $HEALTH_SAT |"
+  echo
+  echo "- large patient-view at saturation / parse floor: $(( 100 * LARGE_SAT / PARSE_LARGE ))% (target >= 50%)"
+  echo "- small patient-view at saturation / parse floor: $(( 100 * SMALL_SAT / PARSE_SMALL ))%"
+  echo "- large patient-view at saturation / GET /health: $(( 100 * LARGE_SAT / HEALTH_SAT ))%"
+  echo "- server peak memory (VmHWM): $(( PEAK_KB / 1024 )) MB (target < 100 MB)"
+} | tee -a "$OUT/results.md"

@@ -1,0 +1,53 @@
+//! Writes the benchmark payloads (`bench/run.sh` calls this), or measures the parsing floor:
+//! `bench_payloads write DIR` | `bench_payloads parse-floor FILE SECONDS THREADS`.
+
+#[path = "../bench/payloads.rs"]
+mod payloads;
+
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("write") => {
+            let directory = std::path::Path::new(args.get(2).map_or("bench/out", String::as_str));
+            std::fs::create_dir_all(directory).expect("output folder");
+            let now = time::OffsetDateTime::now_utc();
+            for (name, request) in [("large", payloads::large_request(now)), ("small", payloads::small_request(now))] {
+                let body = serde_json::to_vec(&request).expect("serialise");
+                let resources: usize = request["prefetch"]
+                    .as_object()
+                    .expect("prefetch")
+                    .values()
+                    .map(|v| v["entry"].as_array().map_or(1, Vec::len))
+                    .sum();
+                std::fs::write(directory.join(format!("{name}.json")), &body).expect("write");
+                println!("{name}: {} bytes, {resources} resources", body.len());
+            }
+        }
+        Some("parse-floor") => {
+            let body = std::fs::read(&args[2]).expect("payload");
+            let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+            let threads: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
+            let started = Instant::now();
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let body = body.clone();
+                    std::thread::spawn(move || {
+                        let mut parsed = 0u64;
+                        let until = Instant::now() + Duration::from_secs(seconds);
+                        while Instant::now() < until {
+                            let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+                            std::hint::black_box(value);
+                            parsed += 1;
+                        }
+                        parsed
+                    })
+                })
+                .collect();
+            let total: u64 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+            println!("{:.0}", total as f64 / started.elapsed().as_secs_f64());
+        }
+        _ => eprintln!("usage: bench_payloads write DIR | parse-floor FILE SECONDS THREADS"),
+    }
+}
