@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -11,6 +11,9 @@ pub struct Settings {
     pub server: ServerSettings,
     pub questionnaire: QuestionnaireSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub cors: CorsSettings,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -63,6 +66,106 @@ pub struct LogSettings {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+/// How EHRs authenticate (CDS Hooks 2.0 "Trusting CDS Clients").
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// `jwt` (the default; the only mode production accepts) or `off` (local and test only).
+    pub mode: AuthMode,
+    /// The EHRs whose JWTs are accepted. From a TOML array of tables `[[auth.issuers]]`, or from
+    /// one variable holding a JSON array: `POPLITEAL__AUTH__ISSUERS='[{"iss": "...", ...}]'`.
+    #[serde(default, deserialize_with = "issuers_from_tables_or_json")]
+    pub issuers: Vec<TrustedIssuer>,
+    /// Clocks may differ this much: `exp`, `nbf` and `iat` are checked with this leeway.
+    pub clock_skew_seconds: u64,
+    /// Fetched key sets are used this long before they are fetched again.
+    pub jwks_cache_ttl_seconds: u64,
+    /// A key set is fetched again for an unknown `kid` at most once per this many seconds.
+    pub jwks_refresh_min_interval_seconds: u64,
+    /// A key set fetch gives up after this long.
+    pub jwks_fetch_timeout_seconds: u64,
+    /// How many `jti`s (unexpired tokens) are remembered at most; when full, new tokens are
+    /// refused rather than forgotten.
+    pub replay_cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication (local development and tests only).
+    Off,
+    /// Every request but `/health` and the Questionnaire carries `Authorization: Bearer <JWT>`.
+    Jwt,
+}
+
+/// An EHR registered as a trusted issuer, with where its public keys are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TrustedIssuer {
+    /// The `iss` claim the EHR puts in its tokens, compared exactly.
+    pub iss: String,
+    /// A JWKS URL (https, or http on loopback) with the EHR's public keys.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// A local JWKS file with the EHR's public keys.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The token header's `jku` is used only when it is one of these URLs.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub jku_allowlist: Vec<String>,
+}
+
+/// CORS for browser clients such as the CDS Hooks Sandbox.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    /// Origins allowed to call from a browser (`https://sandbox.cds-hooks.org`); `*` allows any.
+    /// A list in TOML, or comma-separated in `POPLITEAL__CORS__ALLOWED_ORIGINS`.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Limits that keep one client from taking the service down.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// JSON bodies nested deeper than this are refused with 400.
+    pub max_json_depth: usize,
+    /// Sustained requests per second per client (its `iss` when authenticated, else its IP).
+    pub requests_per_second: u32,
+    /// Requests a client may send at once above the sustained rate; more get 429.
+    pub burst: u32,
+}
+
+/// A list from TOML, or a comma-separated string from an environment variable.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(text) => {
+            text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+        }
+    })
+}
+
+/// `[[auth.issuers]]` tables from TOML, or a JSON array in one environment variable.
+fn issuers_from_tables_or_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TrustedIssuer>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TablesOrJson {
+        Tables(Vec<TrustedIssuer>),
+        Json(String),
+    }
+    match TablesOrJson::deserialize(deserializer)? {
+        TablesOrJson::Tables(issuers) => Ok(issuers),
+        TablesOrJson::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
+        TablesOrJson::Json(text) => serde_json::from_str(&text).map_err(|error| {
+            serde::de::Error::custom(format!("auth.issuers must be a JSON array of issuers: {error}"))
+        }),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
