@@ -11,6 +11,8 @@ pub mod error;
 pub mod evaluate;
 pub mod fhir;
 pub mod knee;
+pub mod limits;
+pub mod middleware;
 pub mod protocol;
 pub mod routes;
 pub mod startup;
