@@ -195,6 +195,15 @@ impl Settings {
     }
 
     pub fn load_for(environment: &str, directory: &Path) -> Result<Settings, ConfigurationError> {
+        Settings::load_with_variables(environment, directory, None)
+    }
+
+    /// As `load_for`, with `variables` standing for the process environment when given.
+    fn load_with_variables(
+        environment: &str,
+        directory: &Path,
+        variables: Option<config::Map<String, String>>,
+    ) -> Result<Settings, ConfigurationError> {
         if !["local", "test", "production"].contains(&environment) {
             return Err(ConfigurationError::UnknownEnvironment(environment.to_owned()));
         }
@@ -202,7 +211,9 @@ impl Settings {
             .add_source(config::File::from(directory.join("default.toml")))
             .add_source(config::File::from(directory.join(format!("{environment}.toml"))).required(false))
             .set_override("environment", environment)?
-            .add_source(config::Environment::with_prefix("POPLITEAL").prefix_separator("__").separator("__"))
+            .add_source(
+                config::Environment::with_prefix("POPLITEAL").prefix_separator("__").separator("__").source(variables),
+            )
             .build()?;
         Ok(settings.try_deserialize()?)
     }
@@ -213,5 +224,91 @@ impl Settings {
 
     pub fn questionnaire_public_url(&self) -> String {
         format!("{}/fhir/Questionnaire/posterior-knee-pain", self.server.public_url.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(environment: &str, variables: &[(&str, &str)]) -> Settings {
+        let variables = variables.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        Settings::load_with_variables(environment, &configuration_directory(), Some(variables)).expect("settings load")
+    }
+
+    #[test]
+    fn production_authenticates_with_jwt_and_local_and_test_do_not() {
+        assert_eq!(load("production", &[]).auth.mode, AuthMode::Jwt);
+        assert_eq!(load("local", &[]).auth.mode, AuthMode::Off);
+        assert_eq!(load("test", &[]).auth.mode, AuthMode::Off);
+        assert!(load("production", &[]).auth.issuers.is_empty());
+    }
+
+    #[test]
+    fn issuers_come_from_one_json_variable() {
+        let settings = load(
+            "production",
+            &[(
+                "POPLITEAL__AUTH__ISSUERS",
+                r#"[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks.json"},
+                    {"iss": "https://other.example.net", "jku_allowlist": ["https://other.example.net/k.json"]}]"#,
+            )],
+        );
+        assert_eq!(
+            settings.auth.issuers,
+            [
+                TrustedIssuer {
+                    iss: "https://ehr.example.org".into(),
+                    jwks_url: Some("https://ehr.example.org/jwks.json".into()),
+                    jwks_file: None,
+                    jku_allowlist: vec![],
+                },
+                TrustedIssuer {
+                    iss: "https://other.example.net".into(),
+                    jwks_url: None,
+                    jwks_file: None,
+                    jku_allowlist: vec!["https://other.example.net/k.json".into()],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn issuers_come_from_toml_tables() {
+        let text = r#"
+            [[auth.issuers]]
+            iss = "https://ehr.example.org"
+            jwks_file = "/etc/popliteal/ehr-jwks.json"
+
+            [[auth.issuers]]
+            iss = "https://other.example.net"
+            jku_allowlist = ["https://other.example.net/a.json", "https://other.example.net/b.json"]
+        "#;
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(configuration_directory().join("default.toml")))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .set_override("environment", "production")
+            .and_then(|builder| builder.build())
+            .and_then(config::Config::try_deserialize)
+            .expect("settings load");
+        assert_eq!(settings.auth.issuers.len(), 2);
+        assert_eq!(settings.auth.issuers[0].jwks_file, Some(PathBuf::from("/etc/popliteal/ehr-jwks.json")));
+        assert_eq!(settings.auth.issuers[1].jku_allowlist.len(), 2);
+    }
+
+    #[test]
+    fn cors_origins_come_as_a_list_or_comma_separated() {
+        assert_eq!(load("production", &[]).cors.allowed_origins, ["https://sandbox.cds-hooks.org"]);
+        let settings =
+            load("production", &[("POPLITEAL__CORS__ALLOWED_ORIGINS", "https://a.example.org, https://b.example.org")]);
+        assert_eq!(settings.cors.allowed_origins, ["https://a.example.org", "https://b.example.org"]);
+    }
+
+    #[test]
+    fn a_malformed_issuers_variable_is_a_configuration_error() {
+        let variables = [("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned())].into_iter().collect();
+        let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
+            .expect_err("refused");
+        assert!(error.to_string().contains("auth.issuers"), "{error}");
     }
 }

@@ -45,7 +45,7 @@ pub async fn guard<B: MessageBody + 'static>(
         Some(authenticator) if !is_open(req.method(), &path) => {
             let authorization = req.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes().to_vec());
             match authenticator.authenticate(authorization.as_deref(), &path).await {
-                Ok(client) => {
+                Some(client) => {
                     if let Some(span) = req.extensions().get::<RootSpan>() {
                         span.record("client_iss", client.iss.as_str());
                     }
@@ -53,7 +53,7 @@ pub async fn guard<B: MessageBody + 'static>(
                     req.extensions_mut().insert(client);
                     key
                 }
-                Err(()) => {
+                None => {
                     let error = match state.rate_limiter.check(&by_address, Instant::now()) {
                         Ok(()) => ApiError::Unauthorized,
                         Err(wait) => too_many(wait),

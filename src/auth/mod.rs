@@ -204,6 +204,18 @@ fn loggable(text: &str) -> String {
     text.chars().take(128).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
 }
 
+/// Why a header did not parse: an `alg` the crate does not know (`none`, ...) or no JOSE header.
+fn unparsed_header_reason(token: &str) -> Reason {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    let alg = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|value| value["alg"].is_string());
+    if alg { Reason::AlgorithmNotAllowed } else { Reason::Malformed }
+}
+
 #[derive(Deserialize)]
 struct UnverifiedClaims {
     #[serde(default)]
@@ -287,11 +299,11 @@ impl Authenticator {
         })
     }
 
-    /// Verifies the `Authorization` header of a request to `path`; a failure is logged here
-    /// (reason, `iss`, `kid`, `jti`) and must be answered with the one fixed 401.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>, path: &str) -> Result<AuthenticatedClient, ()> {
+    /// Verifies the `Authorization` header of a request to `path`. `None` is a refusal, logged
+    /// here (reason, `iss`, `kid`, `jti`), to be answered with the one fixed 401.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>, path: &str) -> Option<AuthenticatedClient> {
         match self.verify(authorization, path).await {
-            Ok(client) => Ok(client),
+            Ok(client) => Some(client),
             Err(failure) => {
                 tracing::warn!(
                     reason = failure.reason.as_str(),
@@ -301,7 +313,7 @@ impl Authenticator {
                     path,
                     "authentication failed"
                 );
-                Err(())
+                None
             }
         }
     }
@@ -323,7 +335,7 @@ impl Authenticator {
 
         // The header: `alg: none` and unknown algorithms do not even parse.
         let jws_header =
-            jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::new(Reason::AlgorithmNotAllowed))?;
+            jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::new(unparsed_header_reason(token)))?;
         let mut seen = AuthFailure::new(Reason::Malformed);
         seen.kid = jws_header.kid.clone();
         if !ALGORITHMS.contains(&jws_header.alg) {
