@@ -97,6 +97,7 @@ fn cors(settings: &CorsSettings) -> Cors {
     let mut cors = Cors::default()
         .allowed_methods(["GET", "POST", "OPTIONS"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
         .max_age(3600);
     for origin in &settings.allowed_origins {
         cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };

@@ -269,6 +269,12 @@ impl Authenticator {
         if issuers.is_empty() {
             tracing::warn!("auth.mode = jwt and no auth.issuers: every authenticated call will be refused with 401");
         }
+        if settings.environment == Environment::Production && !settings.server.public_url.starts_with("https://") {
+            tracing::warn!(
+                public_url = %settings.server.public_url,
+                "server.public_url is not https: tokens are checked against it (aud), so set it to the URL EHRs call"
+            );
+        }
         let keys = KeyCache::new(
             fetcher,
             locations,
