@@ -45,6 +45,9 @@ pub const ALGORITHMS: &[Algorithm] = &[
 /// The longest a token may live (`exp - iat`), per the CDS Hooks specification.
 pub const MAX_TOKEN_LIFETIME_SECONDS: i64 = 3600;
 
+/// A larger configured clock skew is refused (it would let expired tokens through).
+const MAX_CLOCK_SKEW_SECONDS: u64 = 600;
+
 /// Longer Authorization headers are refused without being parsed.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -143,6 +146,8 @@ pub struct AuthenticatedClient {
 pub enum AuthConfigError {
     #[error("auth.mode = \"off\" is refused in production: EHR calls must be authenticated (set auth.mode = \"jwt\")")]
     OffInProduction,
+    #[error("{0}")]
+    Settings(String),
     #[error("auth.issuers: {0}")]
     Issuer(String),
     #[error("auth.issuers: the key set of {iss} ({location}) cannot be used: {error}")]
@@ -256,6 +261,11 @@ impl Authenticator {
     /// An authenticator whose key sets come through `fetcher` (tests replace the network).
     pub fn with_fetcher(settings: &Settings, fetcher: Arc<dyn JwksFetcher>) -> Result<Authenticator, AuthConfigError> {
         let auth = &settings.auth;
+        if auth.clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+            return Err(AuthConfigError::Settings(format!(
+                "auth.clock_skew_seconds must be at most {MAX_CLOCK_SKEW_SECONDS}"
+            )));
+        }
         let mut issuers = HashMap::new();
         let mut locations = HashSet::new();
         for issuer in &auth.issuers {
@@ -301,7 +311,7 @@ impl Authenticator {
             keys,
             replay: ReplayCache::new(auth.replay_cache_capacity),
             public_url: settings.server.public_url.trim_end_matches('/').to_owned(),
-            skew: i64::try_from(auth.clock_skew_seconds).unwrap_or(i64::MAX / 4),
+            skew: auth.clock_skew_seconds as i64,
         })
     }
 
@@ -421,7 +431,7 @@ impl Authenticator {
         if iat > now + self.skew {
             return Err(seen.because(Reason::IssuedInTheFuture));
         }
-        if exp - iat > MAX_TOKEN_LIFETIME_SECONDS || exp < iat {
+        if exp.saturating_sub(iat) > MAX_TOKEN_LIFETIME_SECONDS || exp < iat {
             return Err(seen.because(Reason::LivesTooLong));
         }
         let jti = match claims.jti {

@@ -656,6 +656,7 @@ async fn each_bad_token_is_refused_by_its_own_check_and_logged_without_the_token
             }))),
             Reason::MissingJti,
         ),
+        ("absurd iat", bearer(signer.sign(&with(&|c| c["iat"] = json!(-1e300)))), Reason::LivesTooLong),
         ("replayed", bearer(replayed), Reason::Replayed),
     ];
 
