@@ -26,7 +26,13 @@ fn dated(value: &Value, now: time::OffsetDateTime) -> Value {
         let token = &after[..end];
         if let Some(hours) = token.strip_prefix("now-").and_then(|t| t.strip_suffix('h')) {
             let instant = now - time::Duration::hours(hours.parse().expect("hours"));
-            out.push_str(&instant.replace_nanosecond(0).expect("valid").format(&time::format_description::well_known::Rfc3339).expect("format"));
+            out.push_str(
+                &instant
+                    .replace_nanosecond(0)
+                    .expect("valid")
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("format"),
+            );
         } else if let Some(days) = token.strip_prefix("today-").and_then(|t| t.strip_suffix('d')) {
             out.push_str(&(now - time::Duration::days(days.parse().expect("days"))).date().to_string());
         }

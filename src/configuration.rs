@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -12,6 +12,9 @@ pub struct Settings {
     pub questionnaire: QuestionnaireSettings,
     pub fhir: FhirSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub cors: CorsSettings,
+    pub limits: LimitSettings,
 }
 
 /// Reading what the prefetch lacks from the EHR's FHIR server (`fhirServer`).
@@ -79,6 +82,106 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// How EHRs authenticate (CDS Hooks 2.0 "Trusting CDS Clients").
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// `jwt` (the default; the only mode production accepts) or `off` (local and test only).
+    pub mode: AuthMode,
+    /// The EHRs whose JWTs are accepted. From a TOML array of tables `[[auth.issuers]]`, or from
+    /// one variable holding a JSON array: `POPLITEAL__AUTH__ISSUERS='[{"iss": "...", ...}]'`.
+    #[serde(default, deserialize_with = "issuers_from_tables_or_json")]
+    pub issuers: Vec<TrustedIssuer>,
+    /// Clocks may differ this much: `exp`, `nbf` and `iat` are checked with this leeway.
+    pub clock_skew_seconds: u64,
+    /// Fetched key sets are used this long before they are fetched again.
+    pub jwks_cache_ttl_seconds: u64,
+    /// A key set is fetched again for an unknown `kid` at most once per this many seconds.
+    pub jwks_refresh_min_interval_seconds: u64,
+    /// A key set fetch gives up after this long.
+    pub jwks_fetch_timeout_seconds: u64,
+    /// How many `jti`s (unexpired tokens) are remembered at most; when full, new tokens are
+    /// refused rather than forgotten.
+    pub replay_cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication (local development and tests only).
+    Off,
+    /// Every request but `/health` and the Questionnaire carries `Authorization: Bearer <JWT>`.
+    Jwt,
+}
+
+/// An EHR registered as a trusted issuer, with where its public keys are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TrustedIssuer {
+    /// The `iss` claim the EHR puts in its tokens, compared exactly.
+    pub iss: String,
+    /// A JWKS URL (https, or http on loopback) with the EHR's public keys.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// A local JWKS file with the EHR's public keys.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The token header's `jku` is used only when it is one of these URLs.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub jku_allowlist: Vec<String>,
+}
+
+/// CORS for browser clients such as the CDS Hooks Sandbox.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    /// Origins allowed to call from a browser (`https://sandbox.cds-hooks.org`); `*` allows any.
+    /// A list in TOML, or comma-separated in `POPLITEAL__CORS__ALLOWED_ORIGINS`.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Limits that keep one client from taking the service down.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// JSON bodies nested deeper than this are refused with 400.
+    pub max_json_depth: usize,
+    /// Sustained requests per second per client (its `iss` when authenticated, else its IP).
+    pub requests_per_second: u32,
+    /// Requests a client may send at once above the sustained rate; more get 429.
+    pub burst: u32,
+}
+
+/// A list from TOML, or a comma-separated string from an environment variable.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(text) => {
+            text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+        }
+    })
+}
+
+/// `[[auth.issuers]]` tables from TOML, or a JSON array in one environment variable.
+fn issuers_from_tables_or_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TrustedIssuer>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TablesOrJson {
+        Tables(Vec<TrustedIssuer>),
+        Json(String),
+    }
+    match TablesOrJson::deserialize(deserializer)? {
+        TablesOrJson::Tables(issuers) => Ok(issuers),
+        TablesOrJson::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
+        TablesOrJson::Json(text) => serde_json::from_str(&text).map_err(|error| {
+            serde::de::Error::custom(format!("auth.issuers must be a JSON array of issuers: {error}"))
+        }),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigurationError {
     #[error("APP_ENVIRONMENT must be one of local, test, production (got {0:?})")]
@@ -106,6 +209,15 @@ impl Settings {
     }
 
     pub fn load_for(environment: &str, directory: &Path) -> Result<Settings, ConfigurationError> {
+        Settings::load_with_variables(environment, directory, None)
+    }
+
+    /// As `load_for`, with `variables` standing for the process environment when given.
+    fn load_with_variables(
+        environment: &str,
+        directory: &Path,
+        variables: Option<config::Map<String, String>>,
+    ) -> Result<Settings, ConfigurationError> {
         if !["local", "test", "production"].contains(&environment) {
             return Err(ConfigurationError::UnknownEnvironment(environment.to_owned()));
         }
@@ -119,7 +231,8 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("fhir.allowed_origins"),
+                    .with_list_parse_key("fhir.allowed_origins")
+                    .source(variables),
             )
             .build()?;
         Ok(settings.try_deserialize()?)
@@ -163,5 +276,86 @@ mod tests {
         let settings = Settings::load_for("production", &configuration_directory()).expect("loads");
         assert!(!settings.fetch_policy().allow_loopback_http);
         assert_eq!(settings.server.host, "0.0.0.0");
+    }
+
+    fn load(environment: &str, variables: &[(&str, &str)]) -> Settings {
+        let variables = variables.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        Settings::load_with_variables(environment, &configuration_directory(), Some(variables)).expect("settings load")
+    }
+
+    #[test]
+    fn production_authenticates_with_jwt_and_local_and_test_do_not() {
+        assert_eq!(load("production", &[]).auth.mode, AuthMode::Jwt);
+        assert_eq!(load("local", &[]).auth.mode, AuthMode::Off);
+        assert_eq!(load("test", &[]).auth.mode, AuthMode::Off);
+        assert!(load("production", &[]).auth.issuers.is_empty());
+    }
+
+    #[test]
+    fn issuers_come_from_one_json_variable() {
+        let settings = load(
+            "production",
+            &[(
+                "POPLITEAL__AUTH__ISSUERS",
+                r#"[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks.json"},
+                    {"iss": "https://other.example.net", "jku_allowlist": ["https://other.example.net/k.json"]}]"#,
+            )],
+        );
+        assert_eq!(
+            settings.auth.issuers,
+            [
+                TrustedIssuer {
+                    iss: "https://ehr.example.org".into(),
+                    jwks_url: Some("https://ehr.example.org/jwks.json".into()),
+                    jwks_file: None,
+                    jku_allowlist: vec![],
+                },
+                TrustedIssuer {
+                    iss: "https://other.example.net".into(),
+                    jwks_url: None,
+                    jwks_file: None,
+                    jku_allowlist: vec!["https://other.example.net/k.json".into()],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn issuers_come_from_toml_tables() {
+        let text = r#"
+            [[auth.issuers]]
+            iss = "https://ehr.example.org"
+            jwks_file = "/etc/popliteal/ehr-jwks.json"
+
+            [[auth.issuers]]
+            iss = "https://other.example.net"
+            jku_allowlist = ["https://other.example.net/a.json", "https://other.example.net/b.json"]
+        "#;
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(configuration_directory().join("default.toml")))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .set_override("environment", "production")
+            .and_then(|builder| builder.build())
+            .and_then(config::Config::try_deserialize)
+            .expect("settings load");
+        assert_eq!(settings.auth.issuers.len(), 2);
+        assert_eq!(settings.auth.issuers[0].jwks_file, Some(PathBuf::from("/etc/popliteal/ehr-jwks.json")));
+        assert_eq!(settings.auth.issuers[1].jku_allowlist.len(), 2);
+    }
+
+    #[test]
+    fn cors_origins_come_as_a_list_or_comma_separated() {
+        assert_eq!(load("production", &[]).cors.allowed_origins, ["https://sandbox.cds-hooks.org"]);
+        let settings =
+            load("production", &[("POPLITEAL__CORS__ALLOWED_ORIGINS", "https://a.example.org, https://b.example.org")]);
+        assert_eq!(settings.cors.allowed_origins, ["https://a.example.org", "https://b.example.org"]);
+    }
+
+    #[test]
+    fn a_malformed_issuers_variable_is_a_configuration_error() {
+        let variables = [("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned())].into_iter().collect();
+        let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
+            .expect_err("refused");
+        assert!(error.to_string().contains("auth.issuers"), "{error}");
     }
 }

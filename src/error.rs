@@ -2,10 +2,13 @@
 //!
 //! Every non-2xx answer is a FHIR OperationOutcome. Client errors (400, 404, 412, 413) say what
 //! is wrong in terms of the protocol (a field name, a prefetch key), never by echoing what was
-//! sent, so no patient data or token can travel back in an error. A server error (500) logs its
-//! detail and answers a fixed text. No handler panics on input.
+//! sent, so no patient data or token can travel back in an error. A refused token (401) gets one
+//! fixed answer whatever check failed; the log says which. Too many requests (429) say when to
+//! come back (`Retry-After`). A server error (500) logs its detail and answers a fixed text. No
+//! handler panics on input. Errors produced outside our handlers (a refused CORS preflight) are
+//! turned into OperationOutcomes by `middleware::errors_as_operation_outcomes`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -20,9 +23,15 @@ pub enum ApiError {
     /// A required prefetch key is absent or failed, and cannot be fetched.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// No valid CDS Hooks bearer JWT. One fixed text, whatever check failed.
+    #[error("Authentication failed: a valid CDS Hooks bearer JWT from a trusted EHR is required.")]
+    Unauthorized,
     /// The body is larger than the configured limit.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The client sent more requests than its rate allows.
+    #[error("too many requests; retry after {retry_after_seconds} s")]
+    TooManyRequests { retry_after_seconds: u64 },
     /// A failure of ours. The detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -34,7 +43,9 @@ impl ApiError {
             ApiError::BadRequest(_) => "invalid",
             ApiError::NotFound(_) => "not-found",
             ApiError::PreconditionFailed(_) => "required",
+            ApiError::Unauthorized => "login",
             ApiError::PayloadTooLarge { .. } => "too-costly",
+            ApiError::TooManyRequests { .. } => "throttled",
             ApiError::Internal(_) => "exception",
         }
     }
@@ -62,7 +73,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,7 +84,17 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(detail) = self {
             tracing::error!(error.detail = %detail, "request failed");
         }
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_seconds } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            _ => {}
+        }
+        response
             .content_type("application/fhir+json")
             .json(operation_outcome(self.issue_code(), &self.public_message()))
     }

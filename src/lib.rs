@@ -3,6 +3,7 @@
 //! Data flows one way: request -> record (`fhir`) -> facts -> assessment (`knee`) -> cards
 //! (`cards`) -> response. The rules never see HTTP or JSON; the routes decide nothing clinical.
 
+pub mod auth;
 pub mod cards;
 pub mod catalogue;
 pub mod configuration;
@@ -10,6 +11,8 @@ pub mod error;
 pub mod evaluate;
 pub mod fhir;
 pub mod knee;
+pub mod limits;
+pub mod middleware;
 pub mod protocol;
 pub mod routes;
 pub mod startup;

@@ -2,16 +2,22 @@
 
 use std::net::TcpListener;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::{AuthConfigError, Authenticator};
 use crate::cards::wording::{Wording, WordingError};
 use crate::catalogue::{Catalogue, CatalogueError};
-use crate::configuration::Settings;
+use crate::configuration::{CorsSettings, Settings};
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge};
 use crate::fhir::fetch::FetchPolicy;
+use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
+use crate::middleware::{errors_as_operation_outcomes, guard};
 use crate::routes;
 use crate::telemetry::CdsRootSpan;
 use crate::terminology::{Terminology, TerminologyError};
@@ -27,6 +33,11 @@ pub struct AppState {
     /// The HTTP client for the EHRs' FHIR servers (no redirects: the token stays at the origin).
     pub http: reqwest::Client,
     pub fetch: FetchPolicy,
+    /// JSON bodies nested deeper are refused with 400.
+    pub max_json_depth: usize,
+    /// Verifies EHR tokens; `None` when `auth.mode = "off"`.
+    pub authenticator: Option<Authenticator>,
+    pub rate_limiter: RateLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +50,10 @@ pub enum StartupError {
     Wording(#[from] WordingError),
     #[error("the Questionnaire file is not valid: {0}")]
     Questionnaire(serde_json::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error("configuration is invalid: {0}")]
+    Settings(String),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
     #[error(transparent)]
@@ -55,8 +70,51 @@ fn questionnaire(settings: &Settings) -> Result<bytes::Bytes, StartupError> {
     serde_json::to_vec(&value).map(bytes::Bytes::from).map_err(StartupError::Questionnaire)
 }
 
+/// The limits must make sense before the service starts.
+fn check_limits(settings: &Settings) -> Result<(), StartupError> {
+    let limits = &settings.limits;
+    if limits.max_json_depth == 0 || limits.max_json_depth > SERDE_JSON_MAX_DEPTH {
+        return Err(StartupError::Settings(format!(
+            "limits.max_json_depth must be between 1 and {SERDE_JSON_MAX_DEPTH}"
+        )));
+    }
+    if limits.requests_per_second == 0 || limits.burst == 0 {
+        return Err(StartupError::Settings("limits.requests_per_second and limits.burst must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Origins are compared exactly, so each must be a bare origin (`https://host[:port]`) or `*`.
+fn check_origins(settings: &CorsSettings) -> Result<(), StartupError> {
+    for origin in settings.allowed_origins.iter().filter(|origin| *origin != "*") {
+        let bare = reqwest::Url::parse(origin).is_ok_and(|url| url.origin().ascii_serialization() == *origin);
+        if !bare {
+            return Err(StartupError::Settings(format!(
+                "cors.allowed_origins: {origin} is not an origin like https://sandbox.cds-hooks.org"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// CORS for browser clients (the CDS Hooks Sandbox): `Authorization` and `Content-Type` allowed,
+/// preflights answered, other origins get no CORS headers.
+fn cors(settings: &CorsSettings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+        .max_age(3600);
+    for origin in &settings.allowed_origins {
+        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+    }
+    cors
+}
+
 impl AppState {
     pub fn build(settings: &Settings) -> Result<AppState, StartupError> {
+        check_limits(settings)?;
+        check_origins(&settings.cors)?;
         Ok(AppState {
             catalogue: Catalogue::embedded()?,
             knowledge: Knowledge { terminology: Terminology::embedded()?, wording: Wording::embedded()? },
@@ -74,6 +132,9 @@ impl AppState {
                 .build()
                 .map_err(|e| StartupError::HttpClient(e.to_string()))?,
             fetch: settings.fetch_policy(),
+            max_json_depth: settings.limits.max_json_depth,
+            authenticator: Authenticator::from_settings(settings)?,
+            rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
         })
     }
 }
@@ -94,8 +155,13 @@ impl Application {
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::build(settings)?);
+        let cors_settings = settings.cors.clone();
         let server = HttpServer::new(move || {
+            // Outermost last: tracing, then OperationOutcomes for every error, CORS, the guard.
             App::new()
+                .wrap(from_fn(guard))
+                .wrap(cors(&cors_settings))
+                .wrap(from_fn(errors_as_operation_outcomes))
                 .wrap(TracingLogger::<CdsRootSpan>::new())
                 .app_data(state.clone())
                 .configure(routes::configure)

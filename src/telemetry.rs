@@ -22,7 +22,7 @@ pub fn init(settings: &LogSettings) {
 }
 
 /// The root span of every request: the default fields (method, route, status, latency) plus the
-/// CDS Hooks ids the handlers record.
+/// CDS Hooks ids the handlers record and the authenticated EHR's `iss`.
 pub struct CdsRootSpan;
 
 impl RootSpanBuilder for CdsRootSpan {
@@ -32,6 +32,7 @@ impl RootSpanBuilder for CdsRootSpan {
             service_id = tracing::field::Empty,
             hook = tracing::field::Empty,
             hook_instance = tracing::field::Empty,
+            client_iss = tracing::field::Empty,
             cards = tracing::field::Empty
         )
     }

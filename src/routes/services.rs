@@ -6,6 +6,7 @@ use tracing_actix_web::RootSpan;
 use crate::error::ApiError;
 use crate::evaluate::evaluate;
 use crate::fhir::fetch::complete_prefetch;
+use crate::limits::json_depth_exceeds;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
 use crate::startup::AppState;
@@ -35,6 +36,12 @@ pub async fn invoke(
         return Err(ApiError::NotFound("no CDS service with this id; see GET /cds-services".into()));
     };
     let body = read_body(payload, state.max_body_bytes).await?;
+    if json_depth_exceeds(&body, state.max_json_depth) {
+        return Err(ApiError::BadRequest(format!(
+            "the request body nests arrays and objects deeper than {} levels",
+            state.max_json_depth
+        )));
+    }
     let mut request = HookRequest::parse(&body)?;
     root_span.record("service_id", service.id());
     root_span.record("hook", request.hook.as_str());

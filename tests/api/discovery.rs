@@ -34,10 +34,9 @@ async fn discovery_lists_the_order_hooks_with_the_same_prefetch_keys() {
     let body: serde_json::Value = app.get("/cds-services").await.json().await.expect("JSON");
     let services = body["services"].as_array().expect("services");
     let patient_view = services.iter().find(|s| s["id"] == "posterior-knee-pain").expect("patient-view");
-    for (id, hook) in [
-        ("posterior-knee-pain-order-select", "order-select"),
-        ("posterior-knee-pain-order-sign", "order-sign"),
-    ] {
+    for (id, hook) in
+        [("posterior-knee-pain-order-select", "order-select"), ("posterior-knee-pain-order-sign", "order-sign")]
+    {
         let service = services.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("{id} is listed"));
         assert_eq!(service["hook"], hook);
         assert_eq!(service["prefetch"], patient_view["prefetch"], "{id}");

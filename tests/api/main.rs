@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod auth;
 mod discovery;
 mod errors;
 mod examples;

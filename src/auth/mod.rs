@@ -1,0 +1,449 @@
+//! EHR authentication, as CDS Hooks 2.0 ("Trusting CDS Clients") describes it: every call
+//! carries `Authorization: Bearer <JWT>`, signed by a trusted issuer.
+//!
+//! What is checked, in order (the first failure ends it):
+//! - the header: `Bearer` and a compact JWS; header `alg` one of ES256, ES384, RS256, RS384,
+//!   PS256, PS384, PS512 (never `none` nor HMAC), `typ` JWT, a `kid`, no `crit`;
+//! - `iss` is a configured trusted issuer; the header's `jku`, when present, is on that issuer's
+//!   `jku_allowlist` (and the keys come from it), else the issuer's `jwks_url` or `jwks_file`;
+//! - the key `kid` exists in that key set (fetched again once when unknown, rate-limited) and
+//!   fits `alg` (key type, curve, the JWK's own `alg`);
+//! - the signature; `exp` (not past, with `clock_skew_seconds`), `nbf` when present, `iss` again,
+//!   `aud` equal to `server.public_url` + the request path;
+//! - `iat` present, not in the future beyond the skew, and `exp - iat` at most one hour;
+//! - `jti` present and not used before by this issuer in a token that has not expired.
+//!
+//! Other claims (`sub`, `tenant`, ...) are tolerated. A failure answers one fixed 401; the log
+//! says which check failed with the token's `iss`, `kid` and `jti` only, never the token.
+
+pub mod keys;
+pub mod replay;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use crate::configuration::{AuthMode, Environment, Settings, TrustedIssuer};
+use keys::{HttpFetcher, JwksFetcher, JwksLocation, KeyCache, KeyError};
+use replay::{ReplayCache, ReplayError};
+
+/// The signature algorithms accepted (CDS Hooks: ES384 or RS384 recommended).
+pub const ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// The longest a token may live (`exp - iat`), per the CDS Hooks specification.
+pub const MAX_TOKEN_LIFETIME_SECONDS: i64 = 3600;
+
+/// A larger configured clock skew is refused (it would let expired tokens through).
+const MAX_CLOCK_SKEW_SECONDS: u64 = 600;
+
+/// Longer Authorization headers are refused without being parsed.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The longest `jti` accepted.
+const MAX_JTI_CHARS: usize = 256;
+
+/// Which check refused a token: logged, never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    MissingHeader,
+    NotBearer,
+    Malformed,
+    AlgorithmNotAllowed,
+    NotJwtType,
+    MissingKid,
+    CriticalHeader,
+    MissingIssuer,
+    UnknownIssuer,
+    JkuNotAllowed,
+    NoKeySource,
+    UnknownKid,
+    KeysUnavailable,
+    KeyDoesNotFitAlgorithm,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+    IssuedInTheFuture,
+    LivesTooLong,
+    MissingJti,
+    Replayed,
+    ReplayCacheFull,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingHeader => "no Authorization header",
+            Reason::NotBearer => "the Authorization header is not a Bearer token",
+            Reason::Malformed => "not a well-formed JWT",
+            Reason::AlgorithmNotAllowed => "alg not allowed (none, HMAC or unknown)",
+            Reason::NotJwtType => "typ is not JWT",
+            Reason::MissingKid => "no kid in the header",
+            Reason::CriticalHeader => "crit header parameters are not supported",
+            Reason::MissingIssuer => "no iss claim",
+            Reason::UnknownIssuer => "iss is not a trusted issuer",
+            Reason::JkuNotAllowed => "jku is not on the issuer's allowlist",
+            Reason::NoKeySource => "no key set for this issuer without jku",
+            Reason::UnknownKid => "kid not in the issuer's key set",
+            Reason::KeysUnavailable => "the issuer's key set could not be fetched",
+            Reason::KeyDoesNotFitAlgorithm => "the key does not fit alg",
+            Reason::BadSignature => "bad signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "nbf is in the future",
+            Reason::WrongIssuer => "iss does not match",
+            Reason::WrongAudience => "aud is not the URL called",
+            Reason::MissingClaim => "a required claim (iss, aud, exp, iat) is missing or malformed",
+            Reason::IssuedInTheFuture => "iat is in the future",
+            Reason::LivesTooLong => "exp - iat is more than an hour",
+            Reason::MissingJti => "no usable jti",
+            Reason::Replayed => "jti already used",
+            Reason::ReplayCacheFull => "the replay cache is full",
+        }
+    }
+}
+
+/// A refused token: the reason and the ids that may be logged.
+#[derive(Debug)]
+pub struct AuthFailure {
+    pub reason: Reason,
+    pub iss: Option<String>,
+    pub kid: Option<String>,
+    pub jti: Option<String>,
+}
+
+impl AuthFailure {
+    fn new(reason: Reason) -> AuthFailure {
+        AuthFailure { reason, iss: None, kid: None, jti: None }
+    }
+
+    /// A failure for `reason` with the ids seen so far.
+    fn because(&self, reason: Reason) -> AuthFailure {
+        AuthFailure { reason, iss: self.iss.clone(), kid: self.kid.clone(), jti: self.jti.clone() }
+    }
+}
+
+/// The EHR a request comes from, once its token is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedClient {
+    pub iss: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth.mode = \"off\" is refused in production: EHR calls must be authenticated (set auth.mode = \"jwt\")")]
+    OffInProduction,
+    #[error("{0}")]
+    Settings(String),
+    #[error("auth.issuers: {0}")]
+    Issuer(String),
+    #[error("auth.issuers: the key set of {iss} ({location}) cannot be used: {error}")]
+    KeySet { iss: String, location: String, error: String },
+    #[error("cannot build the HTTP client that fetches key sets: {0}")]
+    Client(String),
+}
+
+/// Verifies tokens against the trusted issuers.
+pub struct Authenticator {
+    issuers: HashMap<String, TrustedIssuer>,
+    keys: KeyCache,
+    replay: ReplayCache,
+    public_url: String,
+    skew: i64,
+}
+
+/// Key sets are fetched over https only, except from this machine (tests, sidecars).
+fn check_key_url(iss: &str, url: &str) -> Result<(), AuthConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| AuthConfigError::Issuer(format!("{iss}: {url} is not a URL")))?;
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(AuthConfigError::Issuer(format!("{iss}: {url} must be https"))),
+    }
+}
+
+fn check_issuer(issuer: &TrustedIssuer) -> Result<(), AuthConfigError> {
+    let iss = &issuer.iss;
+    if iss.trim().is_empty() {
+        return Err(AuthConfigError::Issuer("an issuer has an empty iss".into()));
+    }
+    if issuer.jwks_url.is_some() && issuer.jwks_file.is_some() {
+        return Err(AuthConfigError::Issuer(format!("{iss}: give jwks_url or jwks_file, not both")));
+    }
+    if issuer.jwks_url.is_none() && issuer.jwks_file.is_none() && issuer.jku_allowlist.is_empty() {
+        return Err(AuthConfigError::Issuer(format!("{iss}: needs jwks_url, jwks_file or jku_allowlist")));
+    }
+    for url in issuer.jwks_url.iter().chain(&issuer.jku_allowlist) {
+        check_key_url(iss, url)?;
+    }
+    Ok(())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// What a log may show of a value taken from a token: printable ASCII, at most 128 characters.
+fn loggable(text: &str) -> String {
+    text.chars().take(128).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
+}
+
+/// Why a header did not parse: an `alg` the crate does not know (`none`, ...) or no JOSE header.
+fn unparsed_header_reason(token: &str) -> Reason {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    let alg = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|value| value["alg"].is_string());
+    if alg { Reason::AlgorithmNotAllowed } else { Reason::Malformed }
+}
+
+#[derive(Deserialize)]
+struct UnverifiedClaims {
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
+    #[serde(default)]
+    jti: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    iat: Option<f64>,
+    #[serde(default)]
+    jti: Option<serde_json::Value>,
+}
+
+impl Authenticator {
+    /// The authenticator the settings ask for: `None` when `auth.mode = "off"` (refused in
+    /// production, warned about elsewhere). Local key set files are read now.
+    pub fn from_settings(settings: &Settings) -> Result<Option<Authenticator>, AuthConfigError> {
+        if settings.auth.mode == AuthMode::Off {
+            if settings.environment == Environment::Production {
+                return Err(AuthConfigError::OffInProduction);
+            }
+            tracing::warn!(
+                environment = settings.environment.as_str(),
+                "auth.mode = off: EHR calls are NOT authenticated (acceptable for local development and tests only)"
+            );
+            return Ok(None);
+        }
+        let timeout = Duration::from_secs(settings.auth.jwks_fetch_timeout_seconds.max(1));
+        let fetcher = HttpFetcher::new(timeout).map_err(|error| AuthConfigError::Client(error.to_string()))?;
+        Authenticator::with_fetcher(settings, Arc::new(fetcher)).map(Some)
+    }
+
+    /// An authenticator whose key sets come through `fetcher` (tests replace the network).
+    pub fn with_fetcher(settings: &Settings, fetcher: Arc<dyn JwksFetcher>) -> Result<Authenticator, AuthConfigError> {
+        let auth = &settings.auth;
+        if auth.clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+            return Err(AuthConfigError::Settings(format!(
+                "auth.clock_skew_seconds must be at most {MAX_CLOCK_SKEW_SECONDS}"
+            )));
+        }
+        let mut issuers = HashMap::new();
+        let mut locations = HashSet::new();
+        for issuer in &auth.issuers {
+            check_issuer(issuer)?;
+            if issuers.insert(issuer.iss.clone(), issuer.clone()).is_some() {
+                return Err(AuthConfigError::Issuer(format!("{} is listed twice", issuer.iss)));
+            }
+            locations.extend(issuer.jwks_url.iter().chain(&issuer.jku_allowlist).cloned().map(JwksLocation::Url));
+            locations.extend(issuer.jwks_file.iter().cloned().map(JwksLocation::File));
+        }
+        if issuers.is_empty() {
+            tracing::warn!("auth.mode = jwt and no auth.issuers: every authenticated call will be refused with 401");
+        }
+        if settings.environment == Environment::Production && !settings.server.public_url.starts_with("https://") {
+            tracing::warn!(
+                public_url = %settings.server.public_url,
+                "server.public_url is not https: tokens are checked against it (aud), so set it to the URL EHRs call"
+            );
+        }
+        let keys = KeyCache::new(
+            fetcher,
+            locations,
+            Duration::from_secs(auth.jwks_cache_ttl_seconds),
+            Duration::from_secs(auth.jwks_refresh_min_interval_seconds),
+        );
+        for issuer in issuers.values() {
+            if let Some(path) = &issuer.jwks_file {
+                let key_set_error = |error: String| AuthConfigError::KeySet {
+                    iss: issuer.iss.clone(),
+                    location: path.display().to_string(),
+                    error,
+                };
+                let bytes = std::fs::read(path).map_err(|error| key_set_error(error.to_string()))?;
+                let found = keys::parse_jwks(&bytes).map_err(key_set_error)?;
+                if found.is_empty() {
+                    return Err(key_set_error("no usable signature key with a kid".into()));
+                }
+                keys.preload(&JwksLocation::File(path.clone()), found);
+            }
+        }
+        Ok(Authenticator {
+            issuers,
+            keys,
+            replay: ReplayCache::new(auth.replay_cache_capacity),
+            public_url: settings.server.public_url.trim_end_matches('/').to_owned(),
+            skew: auth.clock_skew_seconds as i64,
+        })
+    }
+
+    /// Verifies the `Authorization` header of a request to `path`. `None` is a refusal, logged
+    /// here (reason, `iss`, `kid`, `jti`), to be answered with the one fixed 401.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>, path: &str) -> Option<AuthenticatedClient> {
+        match self.verify(authorization, path).await {
+            Ok(client) => Some(client),
+            Err(failure) => {
+                tracing::warn!(
+                    reason = failure.reason.as_str(),
+                    iss = failure.iss.as_deref().map(loggable),
+                    kid = failure.kid.as_deref().map(loggable),
+                    jti = failure.jti.as_deref().map(loggable),
+                    path,
+                    "authentication failed"
+                );
+                None
+            }
+        }
+    }
+
+    /// The checks of the module documentation, in order.
+    pub async fn verify(&self, authorization: Option<&[u8]>, path: &str) -> Result<AuthenticatedClient, AuthFailure> {
+        let header = authorization.ok_or(AuthFailure::new(Reason::MissingHeader))?;
+        if header.len() > MAX_TOKEN_BYTES {
+            return Err(AuthFailure::new(Reason::Malformed));
+        }
+        let header = std::str::from_utf8(header).map_err(|_| AuthFailure::new(Reason::NotBearer))?;
+        let token = match header.trim().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => return Err(AuthFailure::new(Reason::NotBearer)),
+        };
+        if token.is_empty() || token.split('.').count() != 3 {
+            return Err(AuthFailure::new(Reason::Malformed));
+        }
+
+        // The header: `alg: none` and unknown algorithms do not even parse.
+        let jws_header =
+            jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::new(unparsed_header_reason(token)))?;
+        let mut seen = AuthFailure::new(Reason::Malformed);
+        seen.kid = jws_header.kid.clone();
+        if !ALGORITHMS.contains(&jws_header.alg) {
+            return Err(seen.because(Reason::AlgorithmNotAllowed));
+        }
+        if !jws_header.typ.as_deref().is_some_and(|typ| typ.eq_ignore_ascii_case("JWT")) {
+            return Err(seen.because(Reason::NotJwtType));
+        }
+        if jws_header.crit.is_some() {
+            return Err(seen.because(Reason::CriticalHeader));
+        }
+        let Some(kid) = jws_header.kid.as_deref().filter(|kid| !kid.is_empty()) else {
+            return Err(seen.because(Reason::MissingKid));
+        };
+
+        // The issuer, read before the signature only to choose the keys; checked again after.
+        let unverified: UnverifiedClaims =
+            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| seen.because(Reason::Malformed))?;
+        seen.jti = unverified.jti.as_ref().and_then(serde_json::Value::as_str).map(str::to_owned);
+        let iss = match unverified.iss {
+            Some(serde_json::Value::String(iss)) => iss,
+            _ => return Err(seen.because(Reason::MissingIssuer)),
+        };
+        seen.iss = Some(iss.clone());
+        let Some(issuer) = self.issuers.get(&iss) else {
+            return Err(seen.because(Reason::UnknownIssuer));
+        };
+        let location = match (&jws_header.jku, &issuer.jwks_url, &issuer.jwks_file) {
+            (Some(jku), _, _) if issuer.jku_allowlist.contains(jku) => JwksLocation::Url(jku.clone()),
+            (Some(_), _, _) => return Err(seen.because(Reason::JkuNotAllowed)),
+            (None, Some(url), _) => JwksLocation::Url(url.clone()),
+            (None, None, Some(path)) => JwksLocation::File(path.clone()),
+            (None, None, None) => return Err(seen.because(Reason::NoKeySource)),
+        };
+        let key = self.keys.key(&location, kid).await.map_err(|error| {
+            seen.because(match error {
+                KeyError::UnknownKid => Reason::UnknownKid,
+                KeyError::Unavailable | KeyError::NotConfigured => Reason::KeysUnavailable,
+            })
+        })?;
+        if !key.fits(jws_header.alg) {
+            return Err(seen.because(Reason::KeyDoesNotFitAlgorithm));
+        }
+
+        // The signature and the registered claims.
+        let audience = format!("{}{path}", self.public_url);
+        let mut validation = Validation::new(jws_header.alg);
+        validation.leeway = self.skew.unsigned_abs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[iss.as_str()]);
+        validation.set_audience(&[audience.as_str()]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+            .map_err(|error| {
+                seen.because(match error.kind() {
+                    ErrorKind::InvalidSignature => Reason::BadSignature,
+                    ErrorKind::ExpiredSignature => Reason::Expired,
+                    ErrorKind::ImmatureSignature => Reason::NotYetValid,
+                    ErrorKind::InvalidIssuer => Reason::WrongIssuer,
+                    ErrorKind::InvalidAudience => Reason::WrongAudience,
+                    ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => {
+                        Reason::MissingClaim
+                    }
+                    ErrorKind::InvalidAlgorithm => Reason::KeyDoesNotFitAlgorithm,
+                    _ => Reason::Malformed,
+                })
+            })?
+            .claims;
+
+        // What the crate does not check: iat, the lifetime, the jti.
+        let now = now();
+        let (Some(exp), Some(iat)) = (claims.exp, claims.iat) else {
+            return Err(seen.because(Reason::MissingClaim));
+        };
+        let (exp, iat) = (exp.floor() as i64, iat.floor() as i64);
+        if iat > now + self.skew {
+            return Err(seen.because(Reason::IssuedInTheFuture));
+        }
+        if exp.saturating_sub(iat) > MAX_TOKEN_LIFETIME_SECONDS || exp < iat {
+            return Err(seen.because(Reason::LivesTooLong));
+        }
+        let jti = match claims.jti {
+            Some(serde_json::Value::String(jti)) if !jti.is_empty() && jti.chars().count() <= MAX_JTI_CHARS => jti,
+            _ => return Err(seen.because(Reason::MissingJti)),
+        };
+        self.replay.check_and_remember(&iss, &jti, exp + self.skew, now).map_err(|error| {
+            seen.because(match error {
+                ReplayError::Replayed => Reason::Replayed,
+                ReplayError::Full => Reason::ReplayCacheFull,
+            })
+        })?;
+        Ok(AuthenticatedClient { iss })
+    }
+}

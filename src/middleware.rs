@@ -1,0 +1,126 @@
+//! What every request passes through before a handler (applied in `startup.rs`, outermost
+//! first): the tracing span, [`errors_as_operation_outcomes`], CORS (actix-cors: allowed
+//! origins, `Authorization` and `Content-Type`, preflights answered), then [`guard`].
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpResponse, web};
+use tracing_actix_web::RootSpan;
+
+use crate::error::{ApiError, operation_outcome};
+use crate::startup::AppState;
+
+/// Paths open without a token: liveness, and the intake Questionnaire (public content that the
+/// `intake-missing` card links to, opened by a clinician's browser that has no EHR token).
+fn is_open(method: &actix_web::http::Method, path: &str) -> bool {
+    path == "/health" || (method == actix_web::http::Method::GET && path.starts_with("/fhir/Questionnaire/"))
+}
+
+fn too_many(wait: Duration) -> ApiError {
+    ApiError::TooManyRequests { retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64 }
+}
+
+/// Authentication (when `auth.mode = "jwt"`), then the per-client rate limit: per `iss` once
+/// authenticated, else per IP address. A refused token is a 401 (or a 429 when that address
+/// keeps sending refused tokens); `/health` is neither authenticated nor limited. The verified
+/// client is left in the request's extensions as an `auth::AuthenticatedClient`.
+pub async fn guard<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let path = req.path().to_owned();
+    if path == "/health" {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let address = req.peer_addr().map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string());
+    let by_address = format!("ip {address}");
+    let client = match &state.authenticator {
+        Some(authenticator) if !is_open(req.method(), &path) => {
+            let authorization = req.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes().to_vec());
+            match authenticator.authenticate(authorization.as_deref(), &path).await {
+                Some(client) => {
+                    if let Some(span) = req.extensions().get::<RootSpan>() {
+                        span.record("client_iss", client.iss.as_str());
+                    }
+                    let key = format!("iss {}", client.iss);
+                    req.extensions_mut().insert(client);
+                    key
+                }
+                None => {
+                    let error = match state.rate_limiter.check(&by_address, Instant::now()) {
+                        Ok(()) => ApiError::Unauthorized,
+                        Err(wait) => too_many(wait),
+                    };
+                    return Ok(req.error_response(error).map_into_right_body());
+                }
+            }
+        }
+        _ => by_address,
+    };
+    if let Err(wait) = state.rate_limiter.check(&client, Instant::now()) {
+        tracing::warn!(%client, "rate limit exceeded");
+        return Ok(req.error_response(too_many(wait)).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+fn issue_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "login",
+        403 => "forbidden",
+        404 => "not-found",
+        405 => "not-supported",
+        413 => "too-costly",
+        429 => "throttled",
+        400..=499 => "invalid",
+        _ => "exception",
+    }
+}
+
+fn is_fhir(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/fhir+json"))
+}
+
+fn outcome_for(status: StatusCode) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/fhir+json")
+        .json(operation_outcome(issue_code(status), status.canonical_reason().unwrap_or("error")))
+}
+
+/// The error policy's safety net: an error answer that is not already an OperationOutcome (a
+/// refused CORS preflight, a framework error) becomes one, with the same status and the CORS
+/// headers kept.
+pub async fn errors_as_operation_outcomes<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let response = match next.call(req).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = error.as_response_error().status_code();
+            return Err(actix_web::error::InternalError::from_response(error, outcome_for(status)).into());
+        }
+    };
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_fhir(response.headers()) {
+        return Ok(response.map_into_left_body());
+    }
+    let (request, original) = response.into_parts();
+    let mut replacement = outcome_for(status);
+    for (name, value) in original.headers() {
+        if name.as_str().starts_with("access-control-") || name == header::VARY {
+            replacement.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    Ok(ServiceResponse::new(request, replacement).map_into_right_body())
+}
