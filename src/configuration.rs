@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -11,6 +12,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub questionnaire: QuestionnaireSettings,
     pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -65,12 +68,47 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Where feedback and the audit trail are stored (see `store`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db?mode=rwc` (created on start), `sqlite::memory:` (one private
+    /// in-memory database per process: tests), or `postgres://user:password@host:port/database`.
+    /// A secret (it may carry a password): never logged.
+    pub url: SecretString,
+    /// The most connections the pool opens (an in-memory SQLite database always uses one).
+    pub max_connections: u32,
+    /// How long a request waits for a connection or a lock before the answer is 503.
+    pub timeout_ms: u64,
+}
+
+/// The audit trail of hook calls, and how long it and the feedback are kept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// The HMAC-SHA256 key the patient id is hashed with before it is stored: a secret, at least
+    /// 32 characters. Production takes it from `POPLITEAL__AUDIT__PATIENT_HASH_KEY`.
+    pub patient_hash_key: SecretString,
+    /// Audit records and feedback older than this many days are purged.
+    pub retention_days: u32,
+    /// How often the purge runs.
+    pub purge_interval_seconds: u64,
+    /// Audit records waiting to be written; when the queue is full a record is dropped (and
+    /// counted), never the hook call.
+    pub queue_capacity: usize,
+    /// How long one audit write may take before it counts as failed.
+    pub write_timeout_ms: u64,
+}
+
+/// The shortest patient hash key accepted.
+pub const MIN_PATIENT_HASH_KEY_CHARS: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigurationError {
     #[error("APP_ENVIRONMENT must be one of local, test, production (got {0:?})")]
     UnknownEnvironment(String),
     #[error("configuration is invalid: {0}")]
     Invalid(#[from] config::ConfigError),
+    #[error("configuration is invalid: {0}")]
+    Rule(String),
 }
 
 /// The folder with the configuration files: `./config` when it exists (the service is run from
@@ -101,7 +139,29 @@ impl Settings {
             .set_override("environment", environment)?
             .add_source(config::Environment::with_prefix("POPLITEAL").prefix_separator("__").separator("__"))
             .build()?;
-        Ok(settings.try_deserialize()?)
+        let settings: Settings = settings.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The rules a type cannot say.
+    fn check(&self) -> Result<(), ConfigurationError> {
+        if self.audit.patient_hash_key.expose_secret().chars().count() < MIN_PATIENT_HASH_KEY_CHARS {
+            return Err(ConfigurationError::Rule(format!(
+                "audit.patient_hash_key must be at least {MIN_PATIENT_HASH_KEY_CHARS} characters"
+            )));
+        }
+        if self.audit.retention_days == 0 || self.audit.purge_interval_seconds == 0 || self.audit.queue_capacity == 0 {
+            return Err(ConfigurationError::Rule(
+                "audit.retention_days, audit.purge_interval_seconds and audit.queue_capacity must be positive".into(),
+            ));
+        }
+        if self.database.max_connections == 0 || self.database.timeout_ms == 0 {
+            return Err(ConfigurationError::Rule(
+                "database.max_connections and database.timeout_ms must be positive".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn questionnaire_canonical(&self) -> String {

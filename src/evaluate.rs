@@ -9,7 +9,7 @@ use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
 use crate::fhir::intake::{self, IntakePolicy};
 use crate::fhir::interpret;
-use crate::fhir::record::{DataKey, PatientRecord};
+use crate::fhir::record::{DataKey, DataOrigin, PatientRecord};
 use crate::fhir::time::age_in_years;
 use crate::knee::facts::Situation;
 use crate::knee::{self, Assessment};
@@ -38,6 +38,8 @@ pub struct Outcome {
     pub cards: Vec<Card>,
     pub skipped_resources: usize,
     pub unavailable_keys: Vec<&'static str>,
+    /// Where each prefetch key's data came from (for the audit trail).
+    pub data_sources: Vec<(DataKey, DataOrigin)>,
 }
 
 /// Evaluates a hook request for a service.
@@ -97,5 +99,6 @@ pub fn evaluate(
         cards,
         skipped_resources: record.gaps.skipped.len(),
         unavailable_keys: record.gaps.unavailable.iter().map(|(key, _)| DataKey::prefetch_key(*key)).collect(),
+        data_sources: record.origins(),
     })
 }

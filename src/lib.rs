@@ -3,6 +3,7 @@
 //! Data flows one way: request -> record (`fhir`) -> facts -> assessment (`knee`) -> cards
 //! (`cards`) -> response. The rules never see HTTP or JSON; the routes decide nothing clinical.
 
+pub mod audit;
 pub mod cards;
 pub mod catalogue;
 pub mod configuration;
@@ -11,7 +12,9 @@ pub mod evaluate;
 pub mod fhir;
 pub mod knee;
 pub mod protocol;
+pub mod retention;
 pub mod routes;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod terminology;

@@ -3,6 +3,7 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tracing_actix_web::RootSpan;
 
+use crate::audit::AuditRecord;
 use crate::error::ApiError;
 use crate::evaluate::evaluate;
 use crate::protocol::card::CdsResponse;
@@ -22,7 +23,9 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
     Ok(body)
 }
 
-/// `POST /cds-services/{id}`: evaluate a hook call.
+/// `POST /cds-services/{id}`: evaluate a hook call. An evaluated call is queued for the audit
+/// trail without waiting: the audit store being slow or down never delays nor fails the answer
+/// (see `audit`).
 #[tracing::instrument(name = "invoke service", skip_all, fields(service_id = %id))]
 pub async fn invoke(
     state: web::Data<AppState>,
@@ -30,6 +33,8 @@ pub async fn invoke(
     payload: web::Payload,
     root_span: RootSpan,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let invoked_at = OffsetDateTime::now_utc();
     let Some(service) = state.catalogue.find(&id) else {
         return Err(ApiError::NotFound("no CDS service with this id; see GET /cds-services".into()));
     };
@@ -38,7 +43,7 @@ pub async fn invoke(
     root_span.record("service_id", service.id());
     root_span.record("hook", request.hook.as_str());
     root_span.record("hook_instance", request.hook_instance.as_str());
-    let outcome = evaluate(service, &request, &state.knowledge, &state.evaluation, OffsetDateTime::now_utc())?;
+    let outcome = evaluate(service, &request, &state.knowledge, &state.evaluation, invoked_at)?;
     tracing::info!(
         service_id = service.id(),
         hook_instance = request.hook_instance.as_str(),
@@ -48,5 +53,14 @@ pub async fn invoke(
         "evaluated"
     );
     root_span.record("cards", outcome.cards.len());
+    let patient_hash = state.auditor.patient_hash(&request.context.patient_id);
+    state.auditor.submit(AuditRecord::of_call(
+        service,
+        &request,
+        &outcome,
+        patient_hash,
+        invoked_at,
+        started.elapsed(),
+    ));
     Ok(HttpResponse::Ok().json(CdsResponse { cards: outcome.cards }))
 }
