@@ -44,7 +44,9 @@ CREATE TABLE audit_suggestion (
 );
 CREATE INDEX audit_suggestion_card ON audit_suggestion (card_uuid);
 
--- One row per feedback item; the same item (card, outcome, outcome time) is stored once.
+-- One row per feedback item; the same item (card, outcome, outcome time) is stored once. An item
+-- whose card_uuid is not in audit_card is about a card the trail does not hold: marked when read
+-- (a join, so an audit record written after its feedback clears the mark).
 CREATE TABLE feedback (
     feedback_id    INTEGER PRIMARY KEY AUTOINCREMENT,
     service_id     TEXT NOT NULL,
@@ -52,8 +54,6 @@ CREATE TABLE feedback (
     outcome        TEXT NOT NULL CHECK (outcome IN ('accepted', 'overridden')),
     outcome_at     INTEGER NOT NULL,
     received_at    INTEGER NOT NULL,
-    -- 1 when the card is in audit_card (set on receipt, and when a late audit record arrives)
-    card_known     INTEGER NOT NULL CHECK (card_known IN (0, 1)),
     reason_system  TEXT,
     reason_code    TEXT,
     reason_display TEXT,

@@ -38,8 +38,7 @@ fn uuid_of(text: &str) -> Result<Uuid, StoreError> {
 }
 
 impl Store {
-    /// Stores one hook call's audit record, and marks feedback that arrived before it as about a
-    /// known card.
+    /// Stores one hook call's audit record.
     pub async fn record_invocation(&self, record: &AuditRecord) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
         let invocation_id = record.invocation_id.to_string();
@@ -94,10 +93,6 @@ impl Store {
                 .execute(&mut *transaction)
                 .await?;
             }
-            sqlx::query("UPDATE feedback SET card_known = 1 WHERE card_uuid = $1 AND card_known = 0")
-                .bind(&card_uuid)
-                .execute(&mut *transaction)
-                .await?;
         }
         transaction.commit().await?;
         Ok(())

@@ -1,6 +1,11 @@
 //! Feedback items: all the items of one request in one transaction, committed before the
 //! handler answers 200. An item is stored once per (card, outcome, outcomeTimestamp): a repeat is
 //! counted as a duplicate and changes nothing.
+//!
+//! An item about a card the audit trail does not hold is stored all the same, and marked when
+//! read (`card_known`, `feedbackOnUnknownCards`): the mark is a join, not a stored flag, because
+//! the audit record is written asynchronously and may land after the feedback on its card (a
+//! flag set on receipt would race with it under PostgreSQL's READ COMMITTED).
 
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -16,7 +21,7 @@ pub struct FeedbackReceipt {
     pub stored: usize,
     /// Items already stored (sent before, or twice in the request).
     pub duplicates: usize,
-    /// Stored items about a card the audit trail does not hold (marked `card_known = 0`).
+    /// Stored items about a card the audit trail did not hold on receipt.
     pub unknown_cards: usize,
 }
 
@@ -28,6 +33,7 @@ pub struct StoredFeedback {
     pub outcome: String,
     pub outcome_at: OffsetDateTime,
     pub received_at: OffsetDateTime,
+    /// Whether the audit trail holds the card (false: feedback about an unknown card).
     pub card_known: bool,
     pub reason: Option<Coding>,
     pub user_comment: Option<String>,
@@ -59,9 +65,8 @@ impl Store {
                 ),
             };
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO feedback (service_id, card_uuid, outcome, outcome_at, received_at, card_known, \
-                 reason_system, reason_code, reason_display, user_comment) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                "INSERT INTO feedback (service_id, card_uuid, outcome, outcome_at, received_at, reason_system, \
+                 reason_code, reason_display, user_comment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT DO NOTHING RETURNING feedback_id",
             )
             .bind(service_id)
@@ -69,7 +74,6 @@ impl Store {
             .bind(item.outcome.as_str())
             .bind(micros(item.outcome_timestamp))
             .bind(micros(received_at))
-            .bind(i16::from(known > 0))
             .bind(reason.map(|c| c.system.clone()))
             .bind(reason.map(|c| c.code.clone()))
             .bind(reason.and_then(|c| c.display.clone()))
@@ -102,8 +106,10 @@ impl Store {
     pub async fn feedback(&self, service_id: &str) -> Result<Vec<StoredFeedback>, StoreError> {
         self.migrate().await?;
         let rows = sqlx::query(
-            "SELECT feedback_id, service_id, card_uuid, outcome, outcome_at, received_at, card_known, reason_system, \
-             reason_code, reason_display, user_comment FROM feedback WHERE service_id = $1 ORDER BY feedback_id",
+            "SELECT f.feedback_id, f.service_id, f.card_uuid, f.outcome, f.outcome_at, f.received_at, f.reason_system, \
+             f.reason_code, f.reason_display, f.user_comment, \
+             CASE WHEN EXISTS (SELECT 1 FROM audit_card c WHERE c.card_uuid = f.card_uuid) THEN 1 ELSE 0 END \
+             AS card_known FROM feedback f WHERE f.service_id = $1 ORDER BY f.feedback_id",
         )
         .bind(service_id)
         .fetch_all(&self.pool)

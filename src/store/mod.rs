@@ -155,6 +155,9 @@ fn migrator(backend: Backend) -> Migrator {
     )
 }
 
+/// How often `migrate` runs the migrator when it fails for another reason than unavailability.
+const MIGRATION_ATTEMPTS: u32 = 3;
+
 /// Microseconds since the Unix epoch: how times are stored.
 pub(crate) fn micros(instant: OffsetDateTime) -> i64 {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
@@ -235,7 +238,22 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrated
             .get_or_try_init(|| async {
-                migrator(self.backend).run(&self.pool).await.map_err(StoreError::of_migration)?;
+                let migrator = migrator(self.backend);
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match migrator.run(&self.pool).await.map_err(StoreError::of_migration) {
+                        Ok(()) => break,
+                        // SQLite has no migration lock: two processes (or pools) starting on a new
+                        // file race, and the loser's migration fails ("table ... already exists",
+                        // or the version row taken). Its transaction rolled back; run again, and
+                        // the version is then found applied.
+                        Err(StoreError::Failed(_)) if attempt < MIGRATION_ATTEMPTS => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
                 tracing::info!(backend = self.backend.as_str(), "database schema is up to date");
                 Ok::<(), StoreError>(())
             })

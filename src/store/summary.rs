@@ -158,8 +158,8 @@ impl Store {
             }
         }
         let unknown: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM feedback WHERE service_id = $1 AND outcome_at >= $2 AND outcome_at < $3 \
-             AND card_known = 0",
+            "SELECT COUNT(*) FROM feedback f WHERE f.service_id = $1 AND f.outcome_at >= $2 AND f.outcome_at < $3 \
+             AND NOT EXISTS (SELECT 1 FROM audit_card c WHERE c.card_uuid = f.card_uuid)",
         )
         .bind(service_id)
         .bind(start)

@@ -3,9 +3,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod discovery;
+mod durability;
 mod errors;
 mod examples;
+mod feedback;
 mod fhir_examples;
 mod health;
 mod patient_view;
