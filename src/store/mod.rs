@@ -75,6 +75,9 @@ pub enum StoreError {
     /// The URL is not one this service can use.
     #[error("database.url must start with sqlite: or postgres://")]
     UnsupportedUrl,
+    /// The URL has the right scheme but cannot be read (the reason never quotes the URL).
+    #[error("database.url cannot be used: {0}")]
+    InvalidUrl(String),
 }
 
 impl From<StoreError> for ApiError {
@@ -221,7 +224,7 @@ impl Store {
             // One connection, kept for the life of the pool: it is the database.
             options = options.max_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = options.connect_lazy(url).map_err(|_| StoreError::UnsupportedUrl)?;
+        let pool = options.connect_lazy(url).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
         let migrated = Arc::new(OnceCell::new());
         if memory {
             let _ = migrated.set(());
