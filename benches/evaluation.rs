@@ -7,7 +7,7 @@ mod payloads;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use popliteal::catalogue::ServiceKind;
 use popliteal::configuration::{Settings, configuration_directory};
-use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
+use popliteal::evaluate::{EvaluationSettings, Fetched, Knowledge, evaluate};
 use popliteal::fhir::intake::{self, IntakePolicy};
 use popliteal::fhir::interpret;
 use popliteal::fhir::record::PatientRecord;
@@ -46,7 +46,8 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("{name}/request body to cards"), |b| {
             b.iter(|| {
                 let request = HookRequest::parse(black_box(&body)).expect("valid");
-                evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, now, &[]).expect("cards")
+                evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, now, &Fetched::default())
+                    .expect("cards")
             })
         });
         c.bench_function(&format!("{name}/serde_json parse only"), |b| {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -15,6 +16,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub cors: CorsSettings,
     pub limits: LimitSettings,
+    pub database: DatabaseSettings,
+    pub audit: AuditSettings,
 }
 
 /// Reading what the prefetch lacks from the EHR's FHIR server (`fhirServer`).
@@ -182,12 +185,47 @@ fn issuers_from_tables_or_json<'de, D: Deserializer<'de>>(deserializer: D) -> Re
     }
 }
 
+/// Where feedback and the audit trail are stored (see `store`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db?mode=rwc` (created on start), `sqlite::memory:` (one private
+    /// in-memory database per process: tests), or `postgres://user:password@host:port/database`.
+    /// A secret (it may carry a password): never logged.
+    pub url: SecretString,
+    /// The most connections the pool opens (an in-memory SQLite database always uses one).
+    pub max_connections: u32,
+    /// How long a request waits for a connection or a lock before the answer is 503.
+    pub timeout_ms: u64,
+}
+
+/// The audit trail of hook calls, and how long it and the feedback are kept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// The HMAC-SHA256 key the patient id is hashed with before it is stored: a secret, at least
+    /// 32 characters. Production takes it from `POPLITEAL__AUDIT__PATIENT_HASH_KEY`.
+    pub patient_hash_key: SecretString,
+    /// Audit records and feedback older than this many days are purged.
+    pub retention_days: u32,
+    /// How often the purge runs.
+    pub purge_interval_seconds: u64,
+    /// Audit records waiting to be written; when the queue is full a record is dropped (and
+    /// counted), never the hook call.
+    pub queue_capacity: usize,
+    /// How long one audit write may take before it counts as failed.
+    pub write_timeout_ms: u64,
+}
+
+/// The shortest patient hash key accepted.
+pub const MIN_PATIENT_HASH_KEY_CHARS: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigurationError {
     #[error("APP_ENVIRONMENT must be one of local, test, production (got {0:?})")]
     UnknownEnvironment(String),
     #[error("configuration is invalid: {0}")]
     Invalid(#[from] config::ConfigError),
+    #[error("configuration is invalid: {0}")]
+    Rule(String),
 }
 
 /// The folder with the configuration files: `./config` when it exists (the service is run from
@@ -213,7 +251,7 @@ impl Settings {
     }
 
     /// As `load_for`, with `variables` standing for the process environment when given.
-    fn load_with_variables(
+    pub fn load_with_variables(
         environment: &str,
         directory: &Path,
         variables: Option<config::Map<String, String>>,
@@ -235,7 +273,29 @@ impl Settings {
                     .source(variables),
             )
             .build()?;
-        Ok(settings.try_deserialize()?)
+        let settings: Settings = settings.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The rules a type cannot say.
+    fn check(&self) -> Result<(), ConfigurationError> {
+        if self.audit.patient_hash_key.expose_secret().chars().count() < MIN_PATIENT_HASH_KEY_CHARS {
+            return Err(ConfigurationError::Rule(format!(
+                "audit.patient_hash_key must be at least {MIN_PATIENT_HASH_KEY_CHARS} characters"
+            )));
+        }
+        if self.audit.retention_days == 0 || self.audit.purge_interval_seconds == 0 || self.audit.queue_capacity == 0 {
+            return Err(ConfigurationError::Rule(
+                "audit.retention_days, audit.purge_interval_seconds and audit.queue_capacity must be positive".into(),
+            ));
+        }
+        if self.database.max_connections == 0 || self.database.timeout_ms == 0 {
+            return Err(ConfigurationError::Rule(
+                "database.max_connections and database.timeout_ms must be positive".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn questionnaire_canonical(&self) -> String {
@@ -265,21 +325,36 @@ mod tests {
     #[test]
     fn the_shipped_configuration_loads_for_every_environment() {
         for environment in ["local", "test", "production"] {
-            let settings = Settings::load_for(environment, &configuration_directory()).expect("loads");
+            let settings = load(environment, &[]);
             assert_eq!(settings.environment.as_str(), environment);
         }
         assert!(Settings::load_for("staging", &configuration_directory()).is_err());
     }
 
     #[test]
+    fn production_needs_a_patient_hash_key() {
+        let error = Settings::load_with_variables("production", &configuration_directory(), Some(Default::default()))
+            .expect_err("refused");
+        assert!(error.to_string().contains("patient_hash_key"), "{error}");
+    }
+
+    #[test]
     fn production_never_allows_plain_http_to_loopback() {
-        let settings = Settings::load_for("production", &configuration_directory()).expect("loads");
+        let settings = load("production", &[]);
         assert!(!settings.fetch_policy().allow_loopback_http);
         assert_eq!(settings.server.host, "0.0.0.0");
     }
 
+    /// Production has no patient hash key in its files: tests give it one.
+    const TEST_HASH_KEY: (&str, &str) =
+        ("POPLITEAL__AUDIT__PATIENT_HASH_KEY", "a-test-key-of-at-least-32-characters!!");
+
     fn load(environment: &str, variables: &[(&str, &str)]) -> Settings {
-        let variables = variables.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        let variables = variables
+            .iter()
+            .chain([&TEST_HASH_KEY])
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
         Settings::load_with_variables(environment, &configuration_directory(), Some(variables)).expect("settings load")
     }
 
@@ -335,6 +410,7 @@ mod tests {
             .add_source(config::File::from(configuration_directory().join("default.toml")))
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .set_override("environment", "production")
+            .and_then(|builder| builder.set_override("audit.patient_hash_key", TEST_HASH_KEY.1))
             .and_then(|builder| builder.build())
             .and_then(config::Config::try_deserialize)
             .expect("settings load");

@@ -4,9 +4,12 @@
 //! is wrong in terms of the protocol (a field name, a prefetch key), never by echoing what was
 //! sent, so no patient data or token can travel back in an error. A refused token (401) gets one
 //! fixed answer whatever check failed; the log says which. Too many requests (429) say when to
-//! come back (`Retry-After`). A server error (500) logs its detail and answers a fixed text. No
-//! handler panics on input. Errors produced outside our handlers (a refused CORS preflight) are
-//! turned into OperationOutcomes by `middleware::errors_as_operation_outcomes`.
+//! come back (`Retry-After`). A database that cannot be reached or written for now is a 503 with
+//! `Retry-After`: its detail is logged, the answer says only to retry (feedback is stored once
+//! however often it is sent, so a retry is always safe). A server error (500) logs its detail and
+//! answers a fixed text. No handler panics on input. Errors produced outside our handlers (a
+//! refused CORS preflight) are turned into OperationOutcomes by
+//! `middleware::errors_as_operation_outcomes`.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
@@ -35,7 +38,14 @@ pub enum ApiError {
     /// A failure of ours. The detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
+    /// The database is unreachable, locked or refuses writes for now. The detail is logged,
+    /// never sent.
+    #[error("service unavailable")]
+    Unavailable(String),
 }
+
+/// Seconds a client is asked to wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 impl ApiError {
     fn issue_code(&self) -> &'static str {
@@ -47,6 +57,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "too-costly",
             ApiError::TooManyRequests { .. } => "throttled",
             ApiError::Internal(_) => "exception",
+            ApiError::Unavailable(_) => "transient",
         }
     }
 
@@ -54,6 +65,9 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             ApiError::Internal(_) => "The service failed to process the request.".to_owned(),
+            ApiError::Unavailable(_) => {
+                "The service's database is unavailable for now; retry later (a retry is safe).".to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -77,15 +91,18 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(detail) = self {
-            tracing::error!(error.detail = %detail, "request failed");
-        }
         let mut response = HttpResponse::build(self.status_code());
         match self {
+            ApiError::Internal(detail) => tracing::error!(error.detail = %detail, "request failed"),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error.detail = %detail, "database unavailable");
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
@@ -113,5 +130,16 @@ mod tests {
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("OperationOutcome"));
         assert!(!text.contains("secret"));
+    }
+
+    #[test]
+    fn an_unavailable_database_is_a_503_that_asks_for_a_retry_without_detail() {
+        let response = ApiError::Unavailable("connection refused to db.internal:5432".into()).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+        let body = response.into_body().try_into_bytes().expect("a fixed body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("OperationOutcome") && text.contains("transient"), "{text}");
+        assert!(!text.contains("db.internal"), "{text}");
     }
 }

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::fhir;
 use crate::fhir::intake::{self, IntakePolicy};
 use crate::fhir::interpret;
-use crate::fhir::record::{DataKey, PatientRecord};
+use crate::fhir::record::{DataKey, DataOrigin, PatientRecord};
 use crate::fhir::time::age_in_years;
 use crate::knee::facts::Situation;
 use crate::knee::{self, Assessment, order_review};
@@ -33,12 +33,23 @@ pub struct EvaluationSettings {
     pub stale_after_days: i64,
 }
 
+/// What the service read from `fhirServer` to complete the prefetch.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// Keys read from the FHIR server.
+    pub keys: Vec<DataKey>,
+    /// Keys whose Bundle had more pages than were read.
+    pub unfinished_pages: Vec<DataKey>,
+}
+
 /// What an evaluation produced, with counts for the log (no content).
 #[derive(Debug)]
 pub struct Outcome {
     pub cards: Vec<Card>,
     pub skipped_resources: usize,
     pub unavailable_keys: Vec<&'static str>,
+    /// Where each prefetch key's data came from (for the audit trail).
+    pub data_sources: Vec<(DataKey, DataOrigin)>,
 }
 
 /// Evaluates a hook request for a service.
@@ -48,7 +59,7 @@ pub fn evaluate(
     knowledge: &Knowledge,
     settings: &EvaluationSettings,
     now: OffsetDateTime,
-    unfinished_pages: &[DataKey],
+    fetched: &Fetched,
 ) -> Result<Outcome, ApiError> {
     if request.hook != service.hook() {
         return Err(ApiError::BadRequest(format!(
@@ -64,7 +75,7 @@ pub fn evaluate(
             key.prefetch_key()
         )));
     }
-    for key in unfinished_pages {
+    for key in &fetched.unfinished_pages {
         if !record.gaps.more_pages.contains(key) {
             record.gaps.more_pages.push(*key);
         }
@@ -133,5 +144,13 @@ pub fn evaluate(
         cards,
         skipped_resources: record.gaps.skipped.len(),
         unavailable_keys: record.gaps.unavailable.iter().map(|(key, _)| DataKey::prefetch_key(*key)).collect(),
+        data_sources: record
+            .origins()
+            .into_iter()
+            .map(|(key, origin)| match origin {
+                DataOrigin::Prefetch if fetched.keys.contains(&key) => (key, DataOrigin::Fetched),
+                other => (key, other),
+            })
+            .collect(),
     })
 }

@@ -3,6 +3,7 @@
 //! Data flows one way: request -> record (`fhir`) -> facts -> assessment (`knee`) -> cards
 //! (`cards`) -> response. The rules never see HTTP or JSON; the routes decide nothing clinical.
 
+pub mod audit;
 pub mod auth;
 pub mod cards;
 pub mod catalogue;
@@ -14,7 +15,9 @@ pub mod knee;
 pub mod limits;
 pub mod middleware;
 pub mod protocol;
+pub mod retention;
 pub mod routes;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod terminology;

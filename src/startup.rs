@@ -1,14 +1,17 @@
 //! The application: settings -> bound listener, shared state and routes.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
+use crate::audit::{AuditWriter, Auditor};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::cards::wording::{Wording, WordingError};
 use crate::catalogue::{Catalogue, CatalogueError};
@@ -18,9 +21,10 @@ use crate::evaluate::{EvaluationSettings, Knowledge};
 use crate::fhir::fetch::FetchPolicy;
 use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
 use crate::middleware::{errors_as_operation_outcomes, guard};
-use crate::routes;
+use crate::store::{Store, StoreError};
 use crate::telemetry::CdsRootSpan;
 use crate::terminology::{Terminology, TerminologyError};
+use crate::{retention, routes};
 
 /// Everything the handlers share, built once at start.
 pub struct AppState {
@@ -38,6 +42,10 @@ pub struct AppState {
     /// Verifies EHR tokens; `None` when `auth.mode = "off"`.
     pub authenticator: Option<Authenticator>,
     pub rate_limiter: RateLimiter,
+    /// Feedback and the audit trail.
+    pub store: Store,
+    /// Queues audit records without waiting.
+    pub auditor: Auditor,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +62,8 @@ pub enum StartupError {
     Auth(#[from] AuthConfigError),
     #[error("configuration is invalid: {0}")]
     Settings(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
     #[error(transparent)]
@@ -112,7 +122,7 @@ fn cors(settings: &CorsSettings) -> Cors {
 }
 
 impl AppState {
-    pub fn build(settings: &Settings) -> Result<AppState, StartupError> {
+    pub fn build(settings: &Settings, store: Store, auditor: Auditor) -> Result<AppState, StartupError> {
         check_limits(settings)?;
         check_origins(&settings.cors)?;
         Ok(AppState {
@@ -135,6 +145,8 @@ impl AppState {
             max_json_depth: settings.limits.max_json_depth,
             authenticator: Authenticator::from_settings(settings)?,
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
+            store,
+            auditor,
         })
     }
 }
@@ -142,7 +154,14 @@ impl AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    store: Store,
+    auditor: Auditor,
+    audit_writer: AuditWriter,
+    retention: JoinHandle<()>,
 }
+
+/// How long a stopping server waits for queued audit records and open connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Unknown paths get a FHIR OperationOutcome too.
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -150,12 +169,25 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 impl Application {
+    /// Binds the listener and starts the background tasks (audit writer, migrations, retention
+    /// purge). Must be called inside a tokio runtime. The database may be down: the service starts
+    /// anyway, answers hook calls, and answers feedback with 503 until the database is back.
     pub fn build(settings: &Settings) -> Result<Application, StartupError> {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::build(settings)?);
+        let store = Store::connect(&settings.database)?;
+        let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit);
+        let state = web::Data::new(AppState::build(settings, store.clone(), auditor.clone())?);
         let cors_settings = settings.cors.clone();
+        let starting = store.clone();
+        tokio::spawn(async move {
+            // Creates the SQLite file and the schema now rather than at the first write.
+            if let Err(error) = starting.migrate().await {
+                tracing::warn!(error.detail = %error, "the database is not ready at start; feedback answers 503 until it is");
+            }
+        });
+        let retention = retention::spawn(store.clone(), &settings.audit);
         let server = HttpServer::new(move || {
             // Outermost last: tracing, then OperationOutcomes for every error, CORS, the guard.
             App::new()
@@ -169,14 +201,30 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Application { port, server })
+        Ok(Application { port, server, store, auditor, audit_writer, retention })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The store the application writes to.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// The audit queue (its counts tell what was written, failed or dropped).
+    pub fn auditor(&self) -> Auditor {
+        self.auditor.clone()
+    }
+
+    /// Serves until the server stops (SIGINT, SIGTERM), then writes the queued audit records and
+    /// closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.retention.abort();
+        self.audit_writer.finish(SHUTDOWN_GRACE).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.store.close()).await;
+        result
     }
 }

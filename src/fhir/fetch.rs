@@ -75,7 +75,11 @@ pub struct FetchReport {
 
 impl FetchReport {
     pub fn fetched(&self) -> Vec<&'static str> {
-        self.sources.iter().filter(|(_, s)| *s == DataSource::Fetched).map(|(k, _)| k.prefetch_key()).collect()
+        self.fetched_keys().into_iter().map(DataKey::prefetch_key).collect()
+    }
+
+    pub fn fetched_keys(&self) -> Vec<DataKey> {
+        self.sources.iter().filter(|(_, s)| *s == DataSource::Fetched).map(|(k, _)| *k).collect()
     }
 }
 

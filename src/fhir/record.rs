@@ -95,6 +95,30 @@ pub enum Unavailable {
     Failed(FailureKind),
 }
 
+/// Where a key's data came from, as the audit trail records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOrigin {
+    /// Sent by the EHR in `prefetch`.
+    Prefetch,
+    /// Read from `fhirServer` by the service.
+    Fetched,
+    /// Neither sent nor fetched.
+    Absent,
+    /// The EHR's read failed (an OperationOutcome) or the value could not be read.
+    Failed,
+}
+
+impl DataOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataOrigin::Prefetch => "prefetch",
+            DataOrigin::Fetched => "fetched",
+            DataOrigin::Absent => "absent",
+            DataOrigin::Failed => "failed",
+        }
+    }
+}
+
 /// What could not be read, by key. Ids only, never content.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataGaps {
@@ -186,6 +210,21 @@ impl PatientRecord {
                 read.resources
             }
         }
+    }
+
+    /// Where each key of the contract came from.
+    pub fn origins(&self) -> Vec<(DataKey, DataOrigin)> {
+        DataKey::ALL
+            .iter()
+            .map(|key| {
+                let origin = match self.gaps.unavailable.iter().find(|(k, _)| k == key) {
+                    Some((_, Unavailable::Absent)) => DataOrigin::Absent,
+                    Some((_, Unavailable::Failed(_))) => DataOrigin::Failed,
+                    None => DataOrigin::Prefetch,
+                };
+                (*key, origin)
+            })
+            .collect()
     }
 
     /// The first required key that could not be had, if any.

@@ -1,4 +1,5 @@
-//! CDS Hooks wire types only: requests, cards, discovery.
+//! CDS Hooks wire types only: requests, cards, feedback.
 
 pub mod card;
+pub mod feedback;
 pub mod request;

@@ -1,18 +1,21 @@
 //! Thin HTTP handlers: they parse, call, and answer. Nothing clinical is decided here.
 
 mod discovery;
+mod feedback;
 mod health;
 mod questionnaire;
 mod services;
 
 use actix_web::web;
 
-pub use services::read_body;
+pub use services::read_json_body;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/health", web::get().to(health::health))
         .route("/cds-services", web::get().to(discovery::discovery))
         .route("/cds-services/{id}", web::post().to(services::invoke))
+        .route("/cds-services/{id}/feedback", web::post().to(feedback::receive))
+        .route("/cds-services/{id}/feedback/summary", web::get().to(feedback::summary))
         .route("/fhir/Questionnaire/{id}", web::get().to(questionnaire::questionnaire));
 }

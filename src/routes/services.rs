@@ -3,16 +3,30 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tracing_actix_web::RootSpan;
 
+use crate::audit::AuditRecord;
 use crate::error::ApiError;
-use crate::evaluate::evaluate;
+use crate::evaluate::{Fetched, evaluate};
 use crate::fhir::fetch::complete_prefetch;
 use crate::limits::json_depth_exceeds;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
 use crate::startup::AppState;
 
+/// Reads a JSON body within the limits: over `max_body_bytes` is a 413, nested deeper than
+/// `max_json_depth` a 400 (both with an OperationOutcome).
+pub async fn read_json_body(payload: web::Payload, state: &AppState) -> Result<web::BytesMut, ApiError> {
+    let body = read_body(payload, state.max_body_bytes).await?;
+    if json_depth_exceeds(&body, state.max_json_depth) {
+        return Err(ApiError::BadRequest(format!(
+            "the request body nests arrays and objects deeper than {} levels",
+            state.max_json_depth
+        )));
+    }
+    Ok(body)
+}
+
 /// Reads a body up to `limit` bytes; more is a 413 (with an OperationOutcome).
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| ApiError::BadRequest("the request body could not be read".into()))?;
@@ -24,7 +38,9 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
     Ok(body)
 }
 
-/// `POST /cds-services/{id}`: evaluate a hook call.
+/// `POST /cds-services/{id}`: evaluate a hook call. An evaluated call is queued for the audit
+/// trail without waiting: the audit store being slow or down never delays nor fails the answer
+/// (see `audit`).
 #[tracing::instrument(name = "invoke service", skip_all, fields(service_id = %id))]
 pub async fn invoke(
     state: web::Data<AppState>,
@@ -32,24 +48,20 @@ pub async fn invoke(
     payload: web::Payload,
     root_span: RootSpan,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let invoked_at = OffsetDateTime::now_utc();
     let Some(service) = state.catalogue.find(&id) else {
         return Err(ApiError::NotFound("no CDS service with this id; see GET /cds-services".into()));
     };
-    let body = read_body(payload, state.max_body_bytes).await?;
-    if json_depth_exceeds(&body, state.max_json_depth) {
-        return Err(ApiError::BadRequest(format!(
-            "the request body nests arrays and objects deeper than {} levels",
-            state.max_json_depth
-        )));
-    }
+    let body = read_json_body(payload, &state).await?;
     let mut request = HookRequest::parse(&body)?;
     root_span.record("service_id", service.id());
     root_span.record("hook", request.hook.as_str());
     root_span.record("hook_instance", request.hook_instance.as_str());
     let (fetch, unfinished_pages) =
         complete_prefetch(&mut request, state.catalogue.templates(service), &state.http, &state.fetch).await;
-    let outcome =
-        evaluate(service, &request, &state.knowledge, &state.evaluation, OffsetDateTime::now_utc(), &unfinished_pages)?;
+    let fetched = Fetched { keys: fetch.fetched_keys(), unfinished_pages };
+    let outcome = evaluate(service, &request, &state.knowledge, &state.evaluation, invoked_at, &fetched)?;
     tracing::info!(
         service_id = service.id(),
         hook_instance = request.hook_instance.as_str(),
@@ -60,5 +72,14 @@ pub async fn invoke(
         "evaluated"
     );
     root_span.record("cards", outcome.cards.len());
+    let patient_hash = state.auditor.patient_hash(&request.context.patient_id);
+    state.auditor.submit(AuditRecord::of_call(
+        service,
+        &request,
+        &outcome,
+        patient_hash,
+        invoked_at,
+        started.elapsed(),
+    ));
     Ok(HttpResponse::Ok().json(CdsResponse { cards: outcome.cards }))
 }

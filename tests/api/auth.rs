@@ -696,23 +696,34 @@ async fn health_and_the_questionnaire_need_no_token() {
     assert_eq!(app.get("/fhir/Questionnaire/posterior-knee-pain").await.status().as_u16(), 200);
 }
 
-#[test]
-fn production_authenticates_by_default_and_refuses_to_start_with_auth_off() {
+/// The application state for these settings, with an in-memory store.
+fn build_state(settings: &Settings) -> Result<popliteal::startup::AppState, popliteal::startup::StartupError> {
+    let mut settings = settings.clone();
+    settings.database.url = "sqlite::memory:".to_owned().into();
+    let store = popliteal::store::Store::connect(&settings.database).expect("an in-memory store");
+    let (auditor, _writer) = popliteal::audit::Auditor::start(store.clone(), &settings.audit);
+    popliteal::startup::AppState::build(&settings, store, auditor)
+}
+
+#[tokio::test]
+async fn production_authenticates_by_default_and_refuses_to_start_with_auth_off() {
     let directory = popliteal::configuration::configuration_directory();
-    let mut production = Settings::load_for("production", &directory).expect("production settings load");
+    let key = [("POPLITEAL__AUDIT__PATIENT_HASH_KEY".to_owned(), "a-test-key-of-at-least-32-characters!!".to_owned())];
+    let mut production = Settings::load_with_variables("production", &directory, Some(key.into_iter().collect()))
+        .expect("production settings load");
     assert_eq!(production.auth.mode, AuthMode::Jwt);
-    assert!(popliteal::startup::AppState::build(&production).is_ok());
+    assert!(build_state(&production).is_ok());
     production.auth.mode = AuthMode::Off;
-    match popliteal::startup::AppState::build(&production) {
+    match build_state(&production) {
         Err(error) => assert!(error.to_string().contains("production"), "{error}"),
         Ok(_) => panic!("auth.mode = off must not start in production"),
     }
     let mut local = Settings::load_for("local", &directory).expect("local settings load");
     assert_eq!(local.auth.mode, AuthMode::Off);
-    assert!(popliteal::startup::AppState::build(&local).is_ok(), "off is allowed locally");
+    assert!(build_state(&local).is_ok(), "off is allowed locally");
     local.auth.mode = AuthMode::Jwt;
     local.auth.issuers = vec![trusted(ISS, Some("http://ehr.example.org/jwks.json".into()), vec![])];
-    assert!(popliteal::startup::AppState::build(&local).is_err(), "key sets come over https");
+    assert!(build_state(&local).is_err(), "key sets come over https");
     assert_eq!(test_settings(|_| {}).auth.mode, AuthMode::Off);
 }
 

@@ -134,3 +134,14 @@ async fn wrong_types_in_the_envelope_are_400s_not_500s() {
         assert_eq!(response.status().as_u16(), 400, "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_body_nested_too_deeply_is_a_400_on_hooks_and_feedback_alike() {
+    let app = spawn_app().await;
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let body = format!(r#"{{"feedback": {deep}}}"#).into_bytes();
+    for path in [SERVICE.to_owned(), format!("{SERVICE}/feedback")] {
+        let text = outcome(app.post_raw(&path, body.clone()).await, 400).await;
+        assert!(text.contains("deeper"), "{path}: {text}");
+    }
+}

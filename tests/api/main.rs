@@ -3,10 +3,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod auth;
 mod discovery;
+mod durability;
 mod errors;
 mod examples;
+mod feedback;
 mod fhir_examples;
 mod fhir_fetch;
 mod health;

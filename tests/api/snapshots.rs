@@ -3,7 +3,7 @@
 
 use popliteal::catalogue::ServiceKind;
 use popliteal::configuration::Settings;
-use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
+use popliteal::evaluate::{EvaluationSettings, Fetched, Knowledge, evaluate};
 use popliteal::protocol::card::CdsResponse;
 use popliteal::protocol::request::HookRequest;
 use time::macros::datetime;
@@ -26,7 +26,8 @@ fn cards_of(name: &str) -> serde_json::Value {
     let vignette = load_vignettes(NOW).into_iter().find(|v| v.name == name).expect("vignette");
     let body = serde_json::to_vec(&vignette.request).expect("serialise");
     let request = HookRequest::parse(&body).expect("a valid request");
-    let outcome = evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, NOW, &[]).expect("evaluates");
+    let outcome = evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, NOW, &Fetched::default())
+        .expect("evaluates");
     serde_json::to_value(CdsResponse { cards: outcome.cards }).expect("JSON")
 }
 

@@ -367,3 +367,328 @@ pub fn card<'a>(response: &'a serde_json::Value, topic: &str) -> &'a serde_json:
         .find(|c| c["source"]["topic"]["code"] == topic)
         .unwrap_or_else(|| panic!("no {topic} card in {response:#}"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Databases for the feedback and audit tests: the same tests run against SQLite and PostgreSQL.
+
+/// The database backends the feedback and audit tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::support::postgres_skipped() {
+                    return;
+                }
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// The PostgreSQL the tests use (a database in which they create one schema per test):
+/// `POPLITEAL_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+pub fn postgres_admin_url() -> String {
+    std::env::var("POPLITEAL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// `POPLITEAL_TEST_POSTGRES=skip` skips the PostgreSQL variants (on a machine without it; CI never
+/// sets it: `.ci/run` starts PostgreSQL).
+pub fn postgres_skipped() -> bool {
+    let skipped = std::env::var("POPLITEAL_TEST_POSTGRES").is_ok_and(|v| v == "skip");
+    if skipped {
+        eprintln!("POPLITEAL_TEST_POSTGRES=skip: PostgreSQL variant skipped");
+    }
+    skipped
+}
+
+fn with_query(url: &str, pair: &str) -> String {
+    if url.contains('?') { format!("{url}&{pair}") } else { format!("{url}?{pair}") }
+}
+
+/// `url` with its database name replaced.
+fn postgres_url_for_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/').expect("a postgres URL names a database");
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+async fn postgres_admin(statement: String) {
+    use sqlx::{Connection, Executor};
+    let url = postgres_admin_url();
+    let mut connection = sqlx::postgres::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must answer at {url} (.ci/run starts it): {e}"));
+    connection.execute(sqlx::AssertSqlSafe(statement)).await.expect("the admin statement runs");
+}
+
+/// One test's database, removed when dropped: a temporary SQLite file, a fresh PostgreSQL schema,
+/// or (for the unavailability tests) a place where a database does not exist yet.
+pub struct TestDatabase {
+    pub backend: Backend,
+    /// What `database.url` is set to.
+    pub url: String,
+    /// For SQLite: the database file.
+    pub path: Option<PathBuf>,
+    directory: tempfile::TempDir,
+    /// For PostgreSQL: the statement that removes what the test created.
+    cleanup: Option<String>,
+    /// For a missing database: the statement that creates it (PostgreSQL).
+    create: Option<String>,
+}
+
+fn unique_name() -> String {
+    format!("popliteal_t_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl TestDatabase {
+    /// A fresh, empty database.
+    pub async fn new(backend: Backend) -> TestDatabase {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        match backend {
+            Backend::Sqlite => {
+                let path = directory.path().join("popliteal.db");
+                TestDatabase {
+                    backend,
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    path: Some(path),
+                    directory,
+                    cleanup: None,
+                    create: None,
+                }
+            }
+            Backend::Postgres => {
+                let schema = unique_name();
+                postgres_admin(format!("CREATE SCHEMA {schema}")).await;
+                TestDatabase {
+                    backend,
+                    url: with_query(&postgres_admin_url(), &format!("options=-c%20search_path%3D{schema}")),
+                    path: None,
+                    directory,
+                    cleanup: Some(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")),
+                    create: None,
+                }
+            }
+        }
+    }
+
+    /// A database that does not exist yet: SQLite in a directory that is not there, PostgreSQL
+    /// a database that was never created. [`TestDatabase::bring_up`] creates it.
+    pub async fn missing(backend: Backend) -> TestDatabase {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        match backend {
+            Backend::Sqlite => {
+                let path = directory.path().join("not-yet").join("popliteal.db");
+                TestDatabase {
+                    backend,
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    path: Some(path),
+                    directory,
+                    cleanup: None,
+                    create: None,
+                }
+            }
+            Backend::Postgres => {
+                let name = unique_name();
+                TestDatabase {
+                    backend,
+                    url: postgres_url_for_database(&postgres_admin_url(), &name),
+                    path: None,
+                    directory,
+                    cleanup: Some(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                    create: Some(format!("CREATE DATABASE {name}")),
+                }
+            }
+        }
+    }
+
+    /// Creates the missing database (its directory, for SQLite).
+    pub async fn bring_up(&self) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.path.as_ref().expect("a SQLite path");
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("the directory is created");
+            }
+            Backend::Postgres => postgres_admin(self.create.clone().expect("a missing database")).await,
+        }
+    }
+
+    pub fn settings(&self) -> popliteal::configuration::DatabaseSettings {
+        popliteal::configuration::DatabaseSettings {
+            url: secrecy::SecretString::from(self.url.clone()),
+            max_connections: 4,
+            timeout_ms: 2000,
+        }
+    }
+
+    /// A second handle on the same database, to read what the service stored.
+    pub fn store(&self) -> popliteal::store::Store {
+        popliteal::store::Store::connect(&self.settings()).expect("a usable URL")
+    }
+
+    /// The temporary directory of this test (SQLite files live in it).
+    pub fn directory(&self) -> &Path {
+        self.directory.path()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(statement) = self.cleanup.take() else { return };
+        // Drop cannot await: clean up on a thread of its own, bounded by a lock timeout.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(async {
+                use sqlx::{Connection, Executor};
+                if let Ok(mut connection) = sqlx::postgres::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = connection.execute("SET lock_timeout = '5s'").await;
+                    let _ = connection.execute(sqlx::AssertSqlSafe(statement)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A loopback port where nothing listens.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").port()
+}
+
+/// A URL of the backend's kind that cannot be reached: a SQLite file in a directory that does not
+/// exist, or a PostgreSQL port where nothing listens.
+pub fn unreachable_database_url(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite:///nonexistent-{}/popliteal.db?mode=rwc", uuid::Uuid::new_v4().simple()),
+        Backend::Postgres => format!("postgres://postgres@127.0.0.1:{}/test", closed_port()),
+    }
+}
+
+/// Starts the service on `database` (test settings, adjusted by `adjust`).
+pub async fn spawn_app_on(database: &TestDatabase, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = database.url.clone();
+    spawn_app_with(move |settings| {
+        settings.database.url = secrecy::SecretString::from(url);
+        settings.database.max_connections = 4;
+        adjust(settings);
+    })
+    .await
+}
+
+/// Starts the service with `settings` and keeps its audit queue, to read its counts.
+pub async fn spawn_app_keeping_auditor(settings: Settings) -> (TestApp, popliteal::audit::Auditor) {
+    let application = Application::build(&settings).expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let auditor = application.auditor();
+    tokio::spawn(application.run_until_stopped());
+    (TestApp { address, client: reqwest::Client::new() }, auditor)
+}
+
+/// Polls `probe` every 50 ms until it gives a value, for at most `within`.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The audit records of a hookInstance, once the writer has stored them (at most 10 s).
+pub async fn audited(store: &popliteal::store::Store, hook_instance: &str) -> Vec<popliteal::store::StoredInvocation> {
+    eventually(std::time::Duration::from_secs(10), || async {
+        store.invocations(hook_instance).await.ok().filter(|found| !found.is_empty())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no audit record for {hook_instance} within 10 s"))
+}
+
+/// A feedback body of one item.
+pub fn feedback_item(card: &str, outcome: &str, timestamp: &str) -> serde_json::Value {
+    serde_json::json!({ "card": card, "outcome": outcome, "outcomeTimestamp": timestamp })
+}
+
+/// Now, as RFC 3339 (to the microsecond: how feedback times are stored).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).expect("valid");
+    now.format(&time::format_description::well_known::Rfc3339).expect("formats")
+}
+
+/// A TCP proxy on loopback in front of a server, that can be cut (every connection closed, new
+/// ones closed at once) and restored: a database that goes away and comes back.
+pub struct Proxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a proxy port");
+        let port = listener.local_addr().expect("an address").port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::<tokio::task::AbortHandle>::new()));
+        let (flag, list) = (up.clone(), connections.clone());
+        let listener = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                list.lock().expect("the list").push(task.abort_handle());
+            }
+        });
+        Proxy { port, up, connections, listener }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().expect("the list").drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.listener.abort();
+    }
+}

@@ -1,0 +1,259 @@
+//! The audit trail of hook calls: what is recorded, what never is, that it never holds up an
+//! answer, and retention. The tests that touch a database run against SQLite and PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use popliteal::audit::{AuditRecord, AuditedCard, PatientHasher, RULES_VERSION};
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::on_both_backends;
+use crate::support::{
+    Backend, TestDatabase, audited, eventually, feedback_item, spawn_app_keeping_auditor, spawn_app_on, test_settings,
+    unreachable_database_url, vignette_request,
+};
+
+const SERVICE: &str = "/cds-services/posterior-knee-pain";
+const SERVICE_ID: &str = "posterior-knee-pain";
+
+fn test_key() -> SecretString {
+    test_settings(|_| {}).audit.patient_hash_key
+}
+
+async fn each_hook_call_is_audited_with_its_cards_suggestions_sources_and_latency(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let app = spawn_app_on(&database, |_| {}).await;
+    let mut request = vignette_request("dvt-likely-with-cancer-on-record");
+    request["prefetch"].as_object_mut().expect("prefetch").remove("procedures");
+    let response = app.post_json(SERVICE, &request).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+
+    let hook_instance = request["hookInstance"].as_str().expect("hookInstance");
+    let records = audited(&database.store(), hook_instance).await;
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.service_id, SERVICE_ID);
+    assert_eq!(record.hook, "patient-view");
+    assert_eq!(record.rules_version, RULES_VERSION);
+    assert!((OffsetDateTime::now_utc() - record.invoked_at).abs() < time::Duration::minutes(1));
+    assert!(record.latency_us > 0 && record.latency_us < 10_000_000, "{}", record.latency_us);
+
+    let patient = request["context"]["patientId"].as_str().expect("patientId");
+    assert_eq!(record.patient_hash, PatientHasher::new(test_key()).hash(patient), "HMAC-SHA256 under the key");
+    assert_eq!(record.patient_hash.len(), 64);
+
+    let cards = body["cards"].as_array().expect("cards");
+    assert_eq!(record.cards.len(), cards.len());
+    for (stored, card) in record.cards.iter().zip(cards) {
+        assert_eq!(stored.uuid.to_string(), card["uuid"].as_str().expect("uuid"));
+        assert_eq!(stored.topic, card["source"]["topic"]["code"].as_str().expect("topic"));
+        assert_eq!(stored.indicator, card["indicator"].as_str().expect("indicator"));
+        let mut suggestions: Vec<String> = card["suggestions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["uuid"].as_str().expect("uuid").to_owned())
+            .collect();
+        suggestions.sort();
+        assert_eq!(stored.suggestions.iter().map(ToString::to_string).collect::<Vec<_>>(), suggestions);
+    }
+    assert!(record.cards.iter().any(|c| !c.suggestions.is_empty()), "a DVT card suggests orders");
+
+    let sources: std::collections::BTreeMap<&str, &str> =
+        record.data_sources.iter().map(|(key, origin)| (key.as_str(), origin.as_str())).collect();
+    assert_eq!(sources.len(), 7, "{sources:?}");
+    assert_eq!(sources["procedures"], "absent");
+    assert_eq!(sources["patient"], "prefetch");
+    assert_eq!(sources["conditions"], "prefetch");
+}
+
+/// The stored bytes (SQLite file and WAL) never hold the patient id, names, birth date or
+/// answers; PostgreSQL holds the same rows (the same statements write them).
+#[tokio::test]
+async fn no_patient_data_reaches_the_audit_store() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(&database, |_| {}).await;
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let response = app.post_json(SERVICE, &request).await;
+    assert_eq!(response.status().as_u16(), 200);
+    audited(&database.store(), request["hookInstance"].as_str().expect("hookInstance")).await;
+
+    let patient = &request["prefetch"]["patient"];
+    let mut secrets = vec![request["context"]["patientId"].as_str().expect("patientId").to_owned()];
+    for name in patient["name"].as_array().into_iter().flatten() {
+        secrets.extend(name["family"].as_str().map(str::to_owned));
+        secrets.extend(name["given"].as_array().into_iter().flatten().filter_map(|g| g.as_str().map(str::to_owned)));
+    }
+    secrets.extend(patient["birthDate"].as_str().map(str::to_owned));
+    secrets.extend(request["context"]["userId"].as_str().map(str::to_owned));
+    assert!(secrets.len() >= 3, "the vignette names its patient: {secrets:?}");
+
+    let path = database.path.clone().expect("a SQLite file");
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal"] {
+        let file = format!("{}{suffix}", path.display());
+        stored.extend(std::fs::read(&file).unwrap_or_default());
+    }
+    assert!(!stored.is_empty());
+    let text = String::from_utf8_lossy(&stored);
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        assert!(!text.contains(secret.as_str()), "the store holds {secret:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_hook_call_is_answered_at_once_while_the_audit_store_is_locked_and_audited_after() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let settings = test_settings(|s| {
+        s.database.url = SecretString::from(database.url.clone());
+        s.database.timeout_ms = 1000;
+        s.audit.write_timeout_ms = 5000;
+    });
+    let (app, auditor) = spawn_app_keeping_auditor(settings).await;
+    database.store().ping().await.expect("the schema is in place");
+    let mut lock = crate::durability::SqliteLock::take(&database).await;
+
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let started = Instant::now();
+    let response = app.post_json(SERVICE, &request).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(!response.json::<serde_json::Value>().await.expect("JSON")["cards"].as_array().expect("cards").is_empty());
+    assert!(elapsed < Duration::from_millis(800), "the answer waited for the audit store: {elapsed:?}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.release().await;
+    audited(&database.store(), request["hookInstance"].as_str().expect("hookInstance")).await;
+    let counts = auditor.counts();
+    assert_eq!((counts.written, counts.failed, counts.dropped), (1, 0, 0), "{counts:?}");
+}
+
+async fn a_hook_call_is_answered_when_the_audit_store_is_down_and_the_loss_is_counted(backend: Backend) {
+    let settings = test_settings(|s| {
+        s.database.url = SecretString::from(unreachable_database_url(backend));
+        s.database.timeout_ms = 300;
+        s.audit.write_timeout_ms = 1000;
+    });
+    let (app, auditor) = spawn_app_keeping_auditor(settings).await;
+    let request = vignette_request("baker-cyst-with-mechanical-symptoms");
+    let started = Instant::now();
+    let response = app.post_json(SERVICE, &request).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(started.elapsed() < Duration::from_millis(800), "{:?}", started.elapsed());
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert!(!body["cards"].as_array().expect("cards").is_empty());
+    let counts = eventually(Duration::from_secs(10), || async {
+        let counts = auditor.counts();
+        (counts.failed == 1).then_some(counts)
+    })
+    .await
+    .expect("the failed write is counted");
+    assert_eq!(counts.written, 0);
+    // Feedback, unlike the audit, is refused when it cannot be stored.
+    let item = feedback_item(&uuid::Uuid::new_v4().to_string(), "overridden", "2026-11-24T12:00:00Z");
+    let response = app.post_json(&format!("{SERVICE}/feedback"), &json!({ "feedback": [item] })).await;
+    assert_eq!(response.status().as_u16(), 503);
+}
+
+#[tokio::test]
+async fn a_full_audit_queue_drops_records_and_counts_them_but_answers_every_call() {
+    let settings = test_settings(|s| {
+        s.database.url = SecretString::from(unreachable_database_url(Backend::Sqlite));
+        s.audit.queue_capacity = 1;
+        s.audit.write_timeout_ms = 1000;
+    });
+    let (app, auditor) = spawn_app_keeping_auditor(settings).await;
+    let request = vignette_request("baker-cyst-with-mechanical-symptoms");
+    for _ in 0..5 {
+        assert_eq!(app.post_json(SERVICE, &request).await.status().as_u16(), 200);
+    }
+    let counts = auditor.counts();
+    assert!(counts.dropped >= 3, "{counts:?}");
+}
+
+fn record_at(invoked_at: OffsetDateTime, hook_instance: &str) -> AuditRecord {
+    AuditRecord {
+        invocation_id: uuid::Uuid::new_v4(),
+        hook_instance: hook_instance.to_owned(),
+        service_id: SERVICE_ID.to_owned(),
+        hook: "patient-view".to_owned(),
+        invoked_at,
+        rules_version: RULES_VERSION.to_owned(),
+        patient_hash: PatientHasher::new(test_key()).hash("p-1"),
+        latency: Duration::from_millis(12),
+        data_sources: vec![("patient".to_owned(), "prefetch".to_owned())],
+        cards: vec![AuditedCard {
+            uuid: uuid::Uuid::new_v4(),
+            topic: "baker-cyst".to_owned(),
+            indicator: "warning".to_owned(),
+            suggestions: vec![uuid::Uuid::new_v4()],
+        }],
+    }
+}
+
+fn overridden(card: uuid::Uuid, at: OffsetDateTime) -> popliteal::protocol::feedback::FeedbackItem {
+    popliteal::protocol::feedback::FeedbackItem {
+        card,
+        outcome: popliteal::protocol::feedback::FeedbackOutcome::Overridden { reason: None },
+        outcome_timestamp: at,
+    }
+}
+
+async fn the_purge_deletes_what_is_older_than_the_retention_period(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let store = database.store();
+    let now = time::macros::datetime!(2026-11-24 12:00 UTC);
+    let (old, recent) =
+        (record_at(now - time::Duration::days(40), "old"), record_at(now - time::Duration::days(2), "new"));
+    for record in [&old, &recent] {
+        store.record_invocation(record).await.expect("stored");
+        store.record_invocation(record).await.expect("a repeated write is harmless");
+    }
+    let old_feedback = overridden(old.cards[0].uuid, now - time::Duration::days(40));
+    store.record_feedback(SERVICE_ID, &[old_feedback], now - time::Duration::days(40)).await.expect("stored");
+    let recent_feedback = overridden(recent.cards[0].uuid, now - time::Duration::days(2));
+    store.record_feedback(SERVICE_ID, &[recent_feedback], now - time::Duration::days(2)).await.expect("stored");
+
+    let purged = store.purge(now, time::Duration::days(30)).await.expect("purged");
+    assert_eq!((purged.invocations, purged.feedback), (1, 1));
+    assert!(store.invocations("old").await.expect("readable").is_empty());
+    let kept = store.invocations("new").await.expect("readable");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].cards[0].suggestions, recent.cards[0].suggestions);
+    let feedback = store.feedback(SERVICE_ID).await.expect("readable");
+    assert_eq!(feedback.len(), 1);
+    assert_eq!(feedback[0].card, recent.cards[0].uuid);
+    assert!(feedback[0].card_known);
+
+    let again = store.purge(now, time::Duration::days(30)).await.expect("purged");
+    assert_eq!((again.invocations, again.feedback), (0, 0));
+    // A month later the rest goes too.
+    let later = store.purge(now + time::Duration::days(31), time::Duration::days(30)).await.expect("purged");
+    assert_eq!((later.invocations, later.feedback), (1, 1));
+}
+
+async fn the_application_purges_on_a_schedule(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let store = database.store();
+    let old = record_at(OffsetDateTime::now_utc() - time::Duration::days(3), "old-on-schedule");
+    store.record_invocation(&old).await.expect("stored");
+    let _app = spawn_app_on(&database, |s| {
+        s.audit.retention_days = 1;
+        s.audit.purge_interval_seconds = 1;
+    })
+    .await;
+    let gone = eventually(Duration::from_secs(10), || async {
+        store.invocations("old-on-schedule").await.ok().filter(Vec::is_empty).map(|_| ())
+    })
+    .await;
+    assert!(gone.is_some(), "the scheduled purge removed the old record");
+}
+
+on_both_backends!(
+    each_hook_call_is_audited_with_its_cards_suggestions_sources_and_latency,
+    a_hook_call_is_answered_when_the_audit_store_is_down_and_the_loss_is_counted,
+    the_purge_deletes_what_is_older_than_the_retention_period,
+    the_application_purges_on_a_schedule,
+);
