@@ -429,7 +429,10 @@ mod tests {
 
     #[test]
     fn a_malformed_issuers_variable_is_a_configuration_error() {
-        let variables = [("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned())].into_iter().collect();
+        let variables = [("POPLITEAL__AUTH__ISSUERS", "[{\"iss\": "), TEST_HASH_KEY]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
         let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
             .expect_err("refused");
         assert!(error.to_string().contains("auth.issuers"), "{error}");
