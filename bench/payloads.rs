@@ -73,6 +73,17 @@ pub fn large_request(now: time::OffsetDateTime) -> Value {
                 let mut resource = e["resource"].clone();
                 resource["subject"] = subject.clone();
                 resource.as_object_mut().expect("object").remove("encounter");
+                // EHR APIs send a generated narrative with each resource; Synthea has none.
+                let what = resource["code"]["text"].as_str().unwrap_or(resource_type).to_owned();
+                resource["text"] = json!({
+                    "status": "generated",
+                    "div": format!(
+                        "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b>{resource_type}</b>: {what}</p>\
+                         <table><tr><th>Status</th><td>recorded</td></tr><tr><th>Subject</th><td>Patient/{patient_id}</td></tr>\
+                         <tr><th>Summary</th><td>{what}; generated narrative as sent by the EHR with each resource, \
+                         for display by clients that do not render the coded content.</td></tr></table></div>"
+                    )
+                });
                 json!({"fullUrl": e["fullUrl"], "resource": resource})
             })
             .collect()
@@ -80,7 +91,7 @@ pub fn large_request(now: time::OffsetDateTime) -> Value {
     let prefetch = &mut request["prefetch"];
     let latest = prefetch["questionnaireResponses"]["entry"][0].clone();
     let mut responses = vec![latest.clone()];
-    for (i, hours) in [(2, 72), (3, 240)] {
+    for (i, hours) in [(2, 72), (3, 150), (4, 200), (5, 260), (6, 320)] {
         let mut older = latest.clone();
         older["resource"]["id"] = json!(format!("qr{i}"));
         older["resource"]["authored"] = json!((now - time::Duration::hours(hours)).date().to_string());
@@ -88,11 +99,11 @@ pub fn large_request(now: time::OffsetDateTime) -> Value {
     }
     prefetch["questionnaireResponses"] = bundle(responses);
     let mut conditions = prefetch["conditions"]["entry"].as_array().expect("entries").clone();
-    conditions.extend(take("Condition", 16));
+    conditions.extend(take("Condition", 18));
     prefetch["conditions"] = bundle(conditions);
     prefetch["observations"] = bundle(take("Observation", 22));
-    prefetch["medications"] = bundle(take("MedicationRequest", 10));
-    prefetch["procedures"] = bundle(take("Procedure", 6));
+    prefetch["medications"] = bundle(take("MedicationRequest", 8));
+    prefetch["procedures"] = bundle(take("Procedure", 5));
     request
 }
 

@@ -1,5 +1,5 @@
 //! Writes the benchmark payloads (`bench/run.sh` calls this), or measures the parsing floor:
-//! `bench_payloads write DIR` | `bench_payloads parse-floor FILE SECONDS THREADS`.
+//! `bench_payloads write DIR` | `bench_payloads parse-floor FILE SECONDS THREADS [value|ignored]`.
 
 #[path = "../bench/payloads.rs"]
 mod payloads;
@@ -29,6 +29,8 @@ fn main() {
             let body = std::fs::read(&args[2]).expect("payload");
             let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
             let threads: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
+            // `ignored`: only tokenise the JSON (the absolute floor); default: build a Value.
+            let tokenize_only = args.get(5).is_some_and(|mode| mode == "ignored");
             let started = Instant::now();
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
@@ -37,8 +39,13 @@ fn main() {
                         let mut parsed = 0u64;
                         let until = Instant::now() + Duration::from_secs(seconds);
                         while Instant::now() < until {
-                            let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-                            std::hint::black_box(value);
+                            if tokenize_only {
+                                let value: serde::de::IgnoredAny = serde_json::from_slice(&body).expect("JSON");
+                                std::hint::black_box(value);
+                            } else {
+                                let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+                                std::hint::black_box(value);
+                            }
                             parsed += 1;
                         }
                         parsed
@@ -48,6 +55,43 @@ fn main() {
             let total: u64 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
             println!("{:.0}", total as f64 / started.elapsed().as_secs_f64());
         }
-        _ => eprintln!("usage: bench_payloads write DIR | parse-floor FILE SECONDS THREADS"),
+        Some("evaluate") => {
+            // For profilers (callgrind): the whole evaluation of a body, N times, no HTTP.
+            let body = std::fs::read(&args[2]).expect("payload");
+            let times: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
+            let settings = popliteal::configuration::Settings::load_for(
+                "test",
+                &popliteal::configuration::configuration_directory(),
+            )
+            .expect("settings");
+            let knowledge = popliteal::evaluate::Knowledge {
+                terminology: popliteal::terminology::Terminology::embedded().expect("codes"),
+                wording: popliteal::cards::wording::Wording::embedded().expect("wording"),
+            };
+            let evaluation = popliteal::evaluate::EvaluationSettings {
+                questionnaire_canonical: settings.questionnaire_canonical(),
+                questionnaire_url: settings.questionnaire_public_url(),
+                stale_after_days: settings.questionnaire.stale_after_days,
+            };
+            let now = time::OffsetDateTime::now_utc();
+            let started = Instant::now();
+            for _ in 0..times {
+                let request = popliteal::protocol::request::HookRequest::parse(&body).expect("valid");
+                let outcome = popliteal::evaluate::evaluate(
+                    popliteal::catalogue::ServiceKind::PatientView,
+                    &request,
+                    &knowledge,
+                    &evaluation,
+                    now,
+                    &popliteal::evaluate::Fetched::default(),
+                )
+                .expect("cards");
+                let response =
+                    serde_json::to_vec(&popliteal::protocol::card::CdsResponse { cards: outcome.cards }).expect("JSON");
+                std::hint::black_box(response);
+            }
+            println!("{:.1} µs per evaluation", started.elapsed().as_secs_f64() * 1e6 / times as f64);
+        }
+        _ => eprintln!("usage: bench_payloads write DIR | parse-floor FILE SECONDS THREADS [value|ignored]"),
     }
 }

@@ -213,7 +213,10 @@ async fn write_loop(
         tokio::select! {
             biased;
             record = receiver.recv() => match record {
-                Some(record) => write(&store, &record, &metrics, timeout).await,
+                Some(record) => {
+                    let batch = with_queued(record, &mut receiver);
+                    write(&store, &batch, &metrics, timeout).await;
+                }
                 None => return,
             },
             _ = &mut stop => break,
@@ -221,19 +224,36 @@ async fn write_loop(
     }
     receiver.close();
     while let Some(record) = receiver.recv().await {
-        write(&store, &record, &metrics, timeout).await;
+        let batch = with_queued(record, &mut receiver);
+        write(&store, &batch, &metrics, timeout).await;
     }
 }
 
-async fn write(store: &Store, record: &AuditRecord, metrics: &Metrics, timeout: Duration) {
+/// The most records written in one transaction.
+const BATCH: usize = 64;
+
+/// `first` and whatever else is already queued, up to a batch.
+fn with_queued(first: AuditRecord, receiver: &mut mpsc::Receiver<AuditRecord>) -> Vec<AuditRecord> {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match receiver.try_recv() {
+            Ok(record) => batch.push(record),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+async fn write(store: &Store, records: &[AuditRecord], metrics: &Metrics, timeout: Duration) {
     let mut last_error = String::new();
+    let count = records.len() as u64;
     for attempt in 0..=RETRY_DELAYS.len() {
         if attempt > 0 {
             tokio::time::sleep(RETRY_DELAYS[attempt - 1]).await;
         }
-        match tokio::time::timeout(timeout, store.record_invocation(record)).await {
+        match tokio::time::timeout(timeout, store.record_invocations(records)).await {
             Ok(Ok(())) => {
-                metrics.written.fetch_add(1, Ordering::Relaxed);
+                metrics.written.fetch_add(count, Ordering::Relaxed);
                 return;
             }
             Ok(Err(StoreError::Unavailable(detail))) => last_error = detail,
@@ -244,14 +264,16 @@ async fn write(store: &Store, record: &AuditRecord, metrics: &Metrics, timeout: 
             Err(_) => last_error = format!("the write took longer than {} ms", timeout.as_millis()),
         }
     }
-    let failed = metrics.failed.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::error!(
-        hook_instance = record.hook_instance.as_str(),
-        service_id = record.service_id.as_str(),
-        error.detail = last_error.as_str(),
-        failed,
-        "audit record not written"
-    );
+    let failed = metrics.failed.fetch_add(count, Ordering::Relaxed) + count;
+    for record in records {
+        tracing::error!(
+            hook_instance = record.hook_instance.as_str(),
+            service_id = record.service_id.as_str(),
+            error.detail = last_error.as_str(),
+            failed,
+            "audit record not written"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -52,8 +52,11 @@ struct Head {
     id: Option<serde_json::Value>,
 }
 
+/// A prefetch value read once: its type, and when it is a Bundle its entries and links.
 #[derive(Deserialize)]
-struct BundleEnvelope<'a> {
+struct Envelope<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
     #[serde(default, borrow)]
     entry: Option<Vec<&'a RawValue>>,
     #[serde(default, borrow)]
@@ -61,9 +64,9 @@ struct BundleEnvelope<'a> {
 }
 
 #[derive(Deserialize)]
-struct EntryEnvelope {
-    #[serde(default)]
-    resource: Option<Box<RawValue>>,
+struct EntryEnvelope<'a> {
+    #[serde(default, borrow)]
+    resource: Option<&'a RawValue>,
     #[serde(default)]
     search: Option<EntrySearch>,
 }
@@ -82,6 +85,25 @@ struct LinkEnvelope {
 
 fn head(raw: &RawValue) -> Option<Head> {
     serde_json::from_str::<Head>(raw.get()).ok()
+}
+
+/// The resourceType when it is the first member, as FHIR JSON writers put it, without reading
+/// the rest; `None` when it is not first (then the whole resource is read to find it).
+fn leading_resource_type(raw: &RawValue) -> Option<&str> {
+    let text = raw.get().trim_start().strip_prefix('{')?.trim_start();
+    let text = text.strip_prefix("\"resourceType\"")?.trim_start().strip_prefix(':')?.trim_start();
+    let text = text.strip_prefix('"')?;
+    let end = text.find('"')?;
+    let value = &text[..end];
+    value.bytes().all(|b| b.is_ascii_alphabetic()).then_some(value)
+}
+
+/// A resource's type, cheaply when it leads.
+fn resource_type_of(raw: &RawValue) -> Option<String> {
+    match leading_resource_type(raw) {
+        Some(resource_type) => Some(resource_type.to_owned()),
+        None => head(raw).and_then(|h| h.resource_type),
+    }
 }
 
 fn id_of(head: &Head) -> Option<String> {
@@ -109,12 +131,15 @@ pub fn read<T: DeserializeOwned>(value: Option<&RawValue>, expected: &str) -> Pr
             next_page: false,
         });
     }
-    let Some(Head { resource_type: Some(resource_type), .. }) = head(raw) else {
+    let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(raw.get()) else {
         return PrefetchValue::Failed(FailureKind::NotAResource);
     };
-    match resource_type.as_str() {
+    let Some(resource_type) = envelope.resource_type.as_deref() else {
+        return PrefetchValue::Failed(FailureKind::NotAResource);
+    };
+    match resource_type {
         "OperationOutcome" => PrefetchValue::Failed(FailureKind::OperationOutcome),
-        "Bundle" if expected != "Bundle" => read_bundle(raw, expected),
+        "Bundle" if expected != "Bundle" => read_bundle(envelope, expected),
         _ => {
             let mut read =
                 ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page: false };
@@ -124,18 +149,15 @@ pub fn read<T: DeserializeOwned>(value: Option<&RawValue>, expected: &str) -> Pr
     }
 }
 
-fn read_bundle<T: DeserializeOwned>(raw: &RawValue, expected: &str) -> PrefetchValue<T> {
-    let Ok(envelope) = serde_json::from_str::<BundleEnvelope<'_>>(raw.get()) else {
-        return PrefetchValue::Failed(FailureKind::NotAResource);
-    };
+fn read_bundle<T: DeserializeOwned>(envelope: Envelope<'_>, expected: &str) -> PrefetchValue<T> {
     let next_page = envelope.link.unwrap_or_default().iter().any(|link| {
         serde_json::from_str::<LinkEnvelope>(link.get()).is_ok_and(|l| l.relation.as_deref() == Some("next"))
     });
     let mut read = ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page };
     for (position, entry) in envelope.entry.unwrap_or_default().into_iter().enumerate() {
-        match serde_json::from_str::<EntryEnvelope>(entry.get()) {
+        match serde_json::from_str::<EntryEnvelope<'_>>(entry.get()) {
             Ok(EntryEnvelope { search: Some(EntrySearch { mode: Some(mode) }), .. }) if mode == "outcome" => {}
-            Ok(EntryEnvelope { resource: Some(resource), .. }) => collect(&resource, expected, position, &mut read),
+            Ok(EntryEnvelope { resource: Some(resource), .. }) => collect(resource, expected, position, &mut read),
             Ok(EntryEnvelope { resource: None, .. }) => {}
             Err(_) => read.skipped.push(SkippedResource { resource_type: "entry".into(), id: None, position }),
         }
@@ -144,14 +166,13 @@ fn read_bundle<T: DeserializeOwned>(raw: &RawValue, expected: &str) -> PrefetchV
 }
 
 fn collect<T: DeserializeOwned>(raw: &RawValue, expected: &str, position: usize, read: &mut ReadResources<T>) {
-    let head = head(raw);
-    let resource_type = head.as_ref().and_then(|h| h.resource_type.clone());
+    let resource_type = resource_type_of(raw);
     match resource_type.as_deref() {
         Some(t) if t == expected => match serde_json::from_str::<T>(raw.get()) {
             Ok(resource) => read.resources.push(resource),
             Err(_) => read.skipped.push(SkippedResource {
                 resource_type: expected.to_owned(),
-                id: head.as_ref().and_then(id_of),
+                id: head(raw).as_ref().and_then(id_of),
                 position,
             }),
         },
@@ -209,6 +230,14 @@ mod tests {
             panic!("read");
         };
         assert!(read.next_page);
+    }
+
+    #[test]
+    fn a_leading_resource_type_is_read_without_the_rest_and_a_later_one_is_still_found() {
+        assert_eq!(leading_resource_type(&raw(r#" { "resourceType" : "Condition", "id": "x"}"#)), Some("Condition"));
+        assert_eq!(leading_resource_type(&raw(r#"{"id": "x", "resourceType": "Condition"}"#)), None);
+        assert_eq!(resource_type_of(&raw(r#"{"id": "x", "resourceType": "Condition"}"#)).as_deref(), Some("Condition"));
+        assert_eq!(leading_resource_type(&raw(r#"{"resourceType": "Con\u0064ition"}"#)), None);
     }
 
     #[test]

@@ -40,59 +40,15 @@ fn uuid_of(text: &str) -> Result<Uuid, StoreError> {
 impl Store {
     /// Stores one hook call's audit record.
     pub async fn record_invocation(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.record_invocations(std::slice::from_ref(record)).await
+    }
+
+    /// Stores several hook calls' audit records in one transaction: one commit per batch keeps
+    /// the writer ahead of a busy service.
+    pub async fn record_invocations(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
-        let invocation_id = record.invocation_id.to_string();
-        let invoked_at = micros(record.invoked_at);
-        sqlx::query(
-            "INSERT INTO audit_invocation (invocation_id, hook_instance, service_id, hook, invoked_at, \
-             rules_version, patient_hash, latency_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&invocation_id)
-        .bind(&record.hook_instance)
-        .bind(&record.service_id)
-        .bind(&record.hook)
-        .bind(invoked_at)
-        .bind(&record.rules_version)
-        .bind(&record.patient_hash)
-        .bind(i64::try_from(record.latency.as_micros()).unwrap_or(i64::MAX))
-        .execute(&mut *transaction)
-        .await?;
-        for (key, origin) in &record.data_sources {
-            sqlx::query(
-                "INSERT INTO audit_data_source (invocation_id, data_key, origin) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&invocation_id)
-            .bind(key)
-            .bind(origin)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        for (position, card) in record.cards.iter().enumerate() {
-            let card_uuid = card.uuid.to_string();
-            sqlx::query(
-                "INSERT INTO audit_card (card_uuid, invocation_id, service_id, position, topic, indicator, \
-                 shown_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .bind(&card_uuid)
-            .bind(&invocation_id)
-            .bind(&record.service_id)
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(&card.topic)
-            .bind(&card.indicator)
-            .bind(invoked_at)
-            .execute(&mut *transaction)
-            .await?;
-            for suggestion in &card.suggestions {
-                sqlx::query(
-                    "INSERT INTO audit_suggestion (suggestion_uuid, card_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                )
-                .bind(suggestion.to_string())
-                .bind(&card_uuid)
-                .execute(&mut *transaction)
-                .await?;
-            }
+        for record in records {
+            insert_invocation(&mut transaction, record).await?;
         }
         transaction.commit().await?;
         Ok(())
@@ -160,4 +116,65 @@ impl Store {
         }
         Ok(invocations)
     }
+}
+
+/// Inserts one audit record inside a write transaction.
+async fn insert_invocation(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+    record: &AuditRecord,
+) -> Result<(), StoreError> {
+    let invocation_id = record.invocation_id.to_string();
+    let invoked_at = micros(record.invoked_at);
+    sqlx::query(
+        "INSERT INTO audit_invocation (invocation_id, hook_instance, service_id, hook, invoked_at, \
+             rules_version, patient_hash, latency_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT DO NOTHING",
+    )
+    .bind(&invocation_id)
+    .bind(&record.hook_instance)
+    .bind(&record.service_id)
+    .bind(&record.hook)
+    .bind(invoked_at)
+    .bind(&record.rules_version)
+    .bind(&record.patient_hash)
+    .bind(i64::try_from(record.latency.as_micros()).unwrap_or(i64::MAX))
+    .execute(&mut **transaction)
+    .await?;
+    for (key, origin) in &record.data_sources {
+        sqlx::query(
+            "INSERT INTO audit_data_source (invocation_id, data_key, origin) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+        )
+        .bind(&invocation_id)
+        .bind(key)
+        .bind(origin)
+        .execute(&mut **transaction)
+        .await?;
+    }
+    for (position, card) in record.cards.iter().enumerate() {
+        let card_uuid = card.uuid.to_string();
+        sqlx::query(
+            "INSERT INTO audit_card (card_uuid, invocation_id, service_id, position, topic, indicator, \
+                 shown_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(&card_uuid)
+        .bind(&invocation_id)
+        .bind(&record.service_id)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .bind(&card.topic)
+        .bind(&card.indicator)
+        .bind(invoked_at)
+        .execute(&mut **transaction)
+        .await?;
+        for suggestion in &card.suggestions {
+            sqlx::query(
+                "INSERT INTO audit_suggestion (suggestion_uuid, card_uuid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(suggestion.to_string())
+            .bind(&card_uuid)
+            .execute(&mut **transaction)
+            .await?;
+        }
+    }
+    Ok(())
 }
