@@ -39,6 +39,7 @@ fn uuid_of(text: &str) -> Result<Uuid, StoreError> {
 
 impl Store {
     /// Stores one hook call's audit record.
+    #[tracing::instrument(name = "store audit record", skip_all)]
     pub async fn record_invocation(&self, record: &AuditRecord) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
         let invocation_id = record.invocation_id.to_string();
