@@ -484,7 +484,14 @@ mod tests {
 
     #[test]
     fn a_malformed_issuers_variable_is_a_configuration_error() {
-        let variables = [("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned())].into_iter().collect();
+        // With the hash key given, the malformed list is the only fault (the order in which the
+        // configuration's map is read is not fixed, so a second fault could be reported first).
+        let variables = [
+            ("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned()),
+            (TEST_HASH_KEY.0.to_owned(), TEST_HASH_KEY.1.to_owned()),
+        ]
+        .into_iter()
+        .collect();
         let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
             .expect_err("refused");
         assert!(error.to_string().contains("auth.issuers"), "{error}");

@@ -232,8 +232,8 @@ fn run() -> &'static Run {
         let shared = received.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("an address").port());
-        let server = runtime.block_on(async move {
-            HttpServer::new(move || {
+        runtime.block_on(async move {
+            let server = HttpServer::new(move || {
                 App::new()
                     .app_data(web::Data::new(shared.clone()))
                     .app_data(web::PayloadConfig::new(64 << 20))
@@ -244,9 +244,9 @@ fn run() -> &'static Run {
             .workers(1)
             .listen(listener)
             .expect("listens")
-            .run()
+            .run();
+            tokio::spawn(server);
         });
-        runtime.spawn(server);
 
         // The production pipeline (OTLP to the receiver), plus in-memory exporters.
         let settings = test_settings(|settings| {
