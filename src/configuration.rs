@@ -18,6 +18,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 /// Reading what the prefetch lacks from the EHR's FHIR server (`fhirServer`).
@@ -215,6 +216,27 @@ pub struct AuditSettings {
     pub write_timeout_ms: u64,
 }
 
+/// OpenTelemetry export (see `telemetry`): off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// The OTLP/HTTP base URL of a collector (`http://otel-collector:4318`): traces go to
+    /// `{endpoint}/v1/traces`, metrics to `{endpoint}/v1/metrics` (protobuf). Unset or empty: no
+    /// export (logs only).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// How often metrics are exported.
+    pub metrics_interval_ms: u64,
+}
+
+impl TelemetrySettings {
+    /// The endpoint when one is set (an empty variable counts as unset).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint.as_deref().map(str::trim).filter(|endpoint| !endpoint.is_empty())
+    }
+}
+
 /// The shortest patient hash key accepted.
 pub const MIN_PATIENT_HASH_KEY_CHARS: usize = 32;
 
@@ -294,6 +316,19 @@ impl Settings {
             return Err(ConfigurationError::Rule(
                 "database.max_connections and database.timeout_ms must be positive".into(),
             ));
+        }
+        if self.telemetry.metrics_interval_ms == 0 || self.telemetry.service_name.trim().is_empty() {
+            return Err(ConfigurationError::Rule(
+                "telemetry.metrics_interval_ms must be positive and telemetry.service_name not empty".into(),
+            ));
+        }
+        if let Some(endpoint) = self.telemetry.endpoint() {
+            let usable = url::Url::parse(endpoint).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+            if !usable {
+                return Err(ConfigurationError::Rule(
+                    "telemetry.otlp_endpoint must be an http(s) URL like http://otel-collector:4318".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -425,6 +460,26 @@ mod tests {
         let settings =
             load("production", &[("POPLITEAL__CORS__ALLOWED_ORIGINS", "https://a.example.org, https://b.example.org")]);
         assert_eq!(settings.cors.allowed_origins, ["https://a.example.org", "https://b.example.org"]);
+    }
+
+    #[test]
+    fn telemetry_export_is_off_unless_an_endpoint_is_set() {
+        assert_eq!(load("production", &[]).telemetry.endpoint(), None);
+        assert_eq!(load("production", &[("POPLITEAL__TELEMETRY__OTLP_ENDPOINT", "")]).telemetry.endpoint(), None);
+        let settings = load("production", &[("POPLITEAL__TELEMETRY__OTLP_ENDPOINT", "http://otel-collector:4318")]);
+        assert_eq!(settings.telemetry.endpoint(), Some("http://otel-collector:4318"));
+        assert_eq!(settings.telemetry.service_name, "popliteal");
+        let variables = [
+            ("POPLITEAL__TELEMETRY__OTLP_ENDPOINT".to_owned(), "otel-collector:4318".to_owned()),
+            (TEST_HASH_KEY.0.to_owned(), TEST_HASH_KEY.1.to_owned()),
+        ];
+        let error = Settings::load_with_variables(
+            "production",
+            &configuration_directory(),
+            Some(variables.into_iter().collect()),
+        )
+        .expect_err("refused");
+        assert!(error.to_string().contains("telemetry.otlp_endpoint"), "{error}");
     }
 
     #[test]

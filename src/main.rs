@@ -1,6 +1,6 @@
 use popliteal::configuration::Settings;
 use popliteal::startup::Application;
-use popliteal::telemetry;
+use popliteal::telemetry::Telemetry;
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
@@ -11,11 +11,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    telemetry::init(&settings.log);
+    let telemetry = match Telemetry::start(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("popliteal: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    telemetry.install_subscriber(&settings.log);
     let application = match Application::build(&settings) {
         Ok(application) => application,
         Err(error) => {
             tracing::error!(%error, "cannot start");
+            telemetry.shutdown();
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -23,9 +31,14 @@ async fn main() -> std::process::ExitCode {
         host = %settings.server.host,
         port = application.port(),
         environment = settings.environment.as_str(),
+        otlp_export = telemetry.is_exporting(),
         "popliteal listening"
     );
-    match application.run_until_stopped().await {
+    // SIGTERM / SIGINT: actix lets in-flight requests finish, then the audit queue is written out
+    // (inside run_until_stopped), then the spans and metrics still buffered are exported.
+    let result = application.run_until_stopped().await;
+    telemetry.shutdown();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server stopped with an error");

@@ -1,5 +1,5 @@
 //! What every request passes through before a handler (applied in `startup.rs`, outermost
-//! first): the tracing span, [`errors_as_operation_outcomes`], CORS (actix-cors: allowed
+//! first): the tracing span, [`request_metrics`], [`errors_as_operation_outcomes`], CORS (actix-cors: allowed
 //! origins, `Authorization` and `Content-Type`, preflights answered), then [`guard`].
 
 use std::time::{Duration, Instant};
@@ -14,10 +14,15 @@ use tracing_actix_web::RootSpan;
 use crate::error::{ApiError, operation_outcome};
 use crate::startup::AppState;
 
-/// Paths open without a token: liveness, and the intake Questionnaire (public content that the
+/// Probes of the platform (liveness, readiness): neither authenticated nor rate limited.
+fn is_probe(path: &str) -> bool {
+    path == "/health" || path == "/ready"
+}
+
+/// Paths open without a token: the probes, and the intake Questionnaire (public content that the
 /// `intake-missing` card links to, opened by a clinician's browser that has no EHR token).
 fn is_open(method: &actix_web::http::Method, path: &str) -> bool {
-    path == "/health" || (method == actix_web::http::Method::GET && path.starts_with("/fhir/Questionnaire/"))
+    is_probe(path) || (method == actix_web::http::Method::GET && path.starts_with("/fhir/Questionnaire/"))
 }
 
 fn too_many(wait: Duration) -> ApiError {
@@ -26,7 +31,7 @@ fn too_many(wait: Duration) -> ApiError {
 
 /// Authentication (when `auth.mode = "jwt"`), then the per-client rate limit: per `iss` once
 /// authenticated, else per IP address. A refused token is a 401 (or a 429 when that address
-/// keeps sending refused tokens); `/health` is neither authenticated nor limited. The verified
+/// keeps sending refused tokens); `/health` and `/ready` are neither authenticated nor limited. The verified
 /// client is left in the request's extensions as an `auth::AuthenticatedClient`.
 pub async fn guard<B: MessageBody + 'static>(
     req: ServiceRequest,
@@ -36,7 +41,7 @@ pub async fn guard<B: MessageBody + 'static>(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let path = req.path().to_owned();
-    if path == "/health" {
+    if is_probe(&path) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let address = req.peer_addr().map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string());
@@ -69,6 +74,30 @@ pub async fn guard<B: MessageBody + 'static>(
         return Ok(req.error_response(too_many(wait)).map_into_right_body());
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Counts every answer and its latency by service (a catalogue id, else `none`), route pattern
+/// and status, once the error policy has made its final status.
+pub async fn request_metrics<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let result = next.call(req).await;
+    if let Some(state) = state {
+        let (service, route, status) = match &result {
+            Ok(response) => {
+                let request = response.request();
+                let service = request.match_info().get("id").and_then(|id| state.catalogue.find(id)).map(|s| s.id());
+                let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                (service.unwrap_or("none"), route, response.status())
+            }
+            Err(error) => ("none", "unmatched".to_owned(), error.as_response_error().status_code()),
+        };
+        state.metrics.request(service, route, status, started.elapsed());
+    }
+    result
 }
 
 fn issue_code(status: StatusCode) -> &'static str {

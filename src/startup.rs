@@ -20,9 +20,9 @@ use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge};
 use crate::fhir::fetch::FetchPolicy;
 use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
-use crate::middleware::{errors_as_operation_outcomes, guard};
+use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
 use crate::store::{Store, StoreError};
-use crate::telemetry::CdsRootSpan;
+use crate::telemetry::{CdsRootSpan, Metrics};
 use crate::terminology::{Terminology, TerminologyError};
 use crate::{retention, routes};
 
@@ -46,6 +46,8 @@ pub struct AppState {
     pub store: Store,
     /// Queues audit records without waiting.
     pub auditor: Auditor,
+    /// Request, card, feedback and FHIR fetch metrics (no-ops unless OpenTelemetry export is on).
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,7 @@ impl AppState {
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,
             auditor,
+            metrics: Metrics::default(),
         })
     }
 }
@@ -189,11 +192,13 @@ impl Application {
         });
         let retention = retention::spawn(store.clone(), &settings.audit);
         let server = HttpServer::new(move || {
-            // Outermost last: tracing, then OperationOutcomes for every error, CORS, the guard.
+            // Outermost last: tracing, metrics, then OperationOutcomes for every error, CORS, the
+            // guard.
             App::new()
                 .wrap(from_fn(guard))
                 .wrap(cors(&cors_settings))
                 .wrap(from_fn(errors_as_operation_outcomes))
+                .wrap(from_fn(request_metrics))
                 .wrap(TracingLogger::<CdsRootSpan>::new())
                 .app_data(state.clone())
                 .configure(routes::configure)

@@ -1,28 +1,333 @@
-//! Logging. JSON lines by default. Spans carry ids (hookInstance, service id), never content:
-//! no patient data, answers, tokens or resource bodies are recorded anywhere.
+//! Logs, traces and metrics. JSON log lines by default; with `telemetry.otlp_endpoint` set, spans
+//! and metrics also go to an OpenTelemetry collector over OTLP/HTTP (protobuf), with the
+//! `service.name`, `service.version` and `deployment.environment` resource attributes.
+//!
+//! **No PHI leaves the process through telemetry.** Spans and events carry ids (hookInstance,
+//! service id, card topics, prefetch keys), counts, statuses and durations, never content: no
+//! patient name, birth date, answers, tokens or resource bodies. Child spans are declared with
+//! `skip_all` so no argument is recorded by accident; metric attributes come from closed sets
+//! (service ids from the catalogue, topics, indicators, outcomes, prefetch keys, statuses). A
+//! test (`tests/telemetry.rs`) captures every span, event and metric attribute over all the
+//! vignettes and checks it.
+//!
+//! W3C trace context: an incoming `traceparent` becomes the parent of the request's span
+//! (tracing-actix-web), and the FHIR server requests carry the current span's `traceparent`.
+
+use std::time::Duration;
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{MeterProviderBuilder, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, TracerProviderBuilder};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::configuration::{LogFormat, LogSettings};
+use crate::configuration::{LogFormat, LogSettings, Settings};
+use crate::protocol::card::Card;
+use crate::protocol::feedback::FeedbackItem;
 
-/// Installs the global subscriber once (later calls are ignored, which suits tests).
-pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::CLOSE);
-    let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+/// The instrumentation scope of our spans and metrics.
+pub const SCOPE: &str = "popliteal";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("cannot start the OTLP export thread: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
-/// The root span of every request: the default fields (method, route, status, latency) plus the
-/// CDS Hooks ids the handlers record and the authenticated EHR's `iss`.
+/// The OpenTelemetry providers, when export is on. Shut down once the server has stopped.
+#[derive(Default)]
+pub struct Telemetry {
+    providers: Option<(SdkTracerProvider, SdkMeterProvider)>,
+}
+
+/// The tracer and meter provider builders, for a caller that adds its own exporters (tests add
+/// in-memory ones).
+pub type Builders = (TracerProviderBuilder, MeterProviderBuilder);
+
+impl Telemetry {
+    /// OTLP export when `telemetry.otlp_endpoint` is set; nothing otherwise.
+    pub fn start(settings: &Settings) -> Result<Telemetry, TelemetryError> {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        if settings.telemetry.endpoint().is_none() {
+            return Ok(Telemetry::default());
+        }
+        Telemetry::start_with(settings, |builders| builders)
+    }
+
+    /// The providers with OTLP export when an endpoint is set, and whatever `adjust` adds. Sets
+    /// the global propagator (W3C trace context) and meter provider.
+    pub fn start_with(
+        settings: &Settings,
+        adjust: impl FnOnce(Builders) -> Builders,
+    ) -> Result<Telemetry, TelemetryError> {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let resource = resource(settings);
+        let mut traces = SdkTracerProvider::builder().with_resource(resource.clone());
+        let mut metrics = SdkMeterProvider::builder().with_resource(resource);
+        if let Some(endpoint) = settings.telemetry.endpoint() {
+            let client = ExportClient::start()?;
+            let spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(client.clone())
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(signal_url(endpoint, "traces"))
+                .build()?;
+            traces = traces.with_batch_exporter(spans);
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_http_client(client)
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(signal_url(endpoint, "metrics"))
+                .build()?;
+            let interval = Duration::from_millis(settings.telemetry.metrics_interval_ms);
+            metrics = metrics.with_reader(PeriodicReader::builder(exporter).with_interval(interval).build());
+        }
+        let (traces, metrics) = adjust((traces, metrics));
+        let tracer_provider = traces.build();
+        let meter_provider = metrics.build();
+        global::set_meter_provider(meter_provider.clone());
+        Ok(Telemetry { providers: Some((tracer_provider, meter_provider)) })
+    }
+
+    pub fn is_exporting(&self) -> bool {
+        self.providers.is_some()
+    }
+
+    /// The layer that turns tracing spans into OpenTelemetry spans (none when export is off).
+    pub fn layer<S>(&self) -> Option<impl Layer<S> + use<S>>
+    where
+        S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+    {
+        let (tracer_provider, _) = self.providers.as_ref()?;
+        Some(tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(SCOPE)))
+    }
+
+    /// Installs the global subscriber once (later calls are ignored, which suits tests): log
+    /// lines on stdout, and the OpenTelemetry layer when exporting.
+    pub fn install_subscriber(&self, settings: &LogSettings) {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+        let logs = match settings.format {
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_events(FmtSpan::CLOSE)
+                .boxed(),
+            LogFormat::Pretty => tracing_subscriber::fmt::layer().with_span_events(FmtSpan::CLOSE).boxed(),
+        };
+        let _ = tracing_subscriber::registry().with(logs).with(self.layer()).with(filter).try_init();
+    }
+
+    /// Exports what is buffered now (tests).
+    pub fn flush(&self) {
+        if let Some((tracer_provider, meter_provider)) = &self.providers {
+            let _ = tracer_provider.force_flush();
+            let _ = meter_provider.force_flush();
+        }
+    }
+
+    /// Exports what is buffered and stops the providers: call once the server has stopped.
+    pub fn shutdown(self) {
+        if let Some((tracer_provider, meter_provider)) = self.providers {
+            if let Err(error) = tracer_provider.shutdown() {
+                tracing::warn!(error.detail = %error, "the tracer provider did not shut down cleanly");
+            }
+            if let Err(error) = meter_provider.shutdown() {
+                tracing::warn!(error.detail = %error, "the meter provider did not shut down cleanly");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber without OpenTelemetry export (logs only).
+pub fn init(settings: &LogSettings) {
+    Telemetry::default().install_subscriber(settings);
+}
+
+fn resource(settings: &Settings) -> Resource {
+    Resource::builder()
+        .with_service_name(settings.telemetry.service_name.clone())
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("deployment.environment", settings.environment.as_str()),
+        ])
+        .build()
+}
+
+/// `{endpoint}/v1/{signal}`: the OTLP/HTTP paths under a collector's base URL.
+pub fn signal_url(endpoint: &str, signal: &str) -> String {
+    format!("{}/v1/{signal}", endpoint.trim_end_matches('/'))
+}
+
+/// The OTLP exporters' HTTP client: our reqwest, on a tokio runtime of its own (one thread). The
+/// SDK exports from its own threads with a plain `block_on`, where reqwest finds no runtime; and a
+/// runtime of our own keeps exporting while the server's runtime is busy shutting down.
+#[derive(Debug, Clone)]
+struct ExportClient {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ExportClient {
+    fn start() -> Result<ExportClient, TelemetryError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        Ok(ExportClient { client, runtime: handle })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExportClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<bytes::Bytes>,
+    ) -> Result<opentelemetry_http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        let task = self.runtime.spawn(async move {
+            let request = reqwest::Request::try_from(request)?;
+            let response = client.execute(request).await?.error_for_status()?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            let mut answer = opentelemetry_http::Response::builder().status(status).body(body)?;
+            *answer.headers_mut() = headers;
+            Ok::<_, opentelemetry_http::HttpError>(answer)
+        });
+        task.await?
+    }
+}
+
+/// The service's metrics. Instruments come from the global meter provider: no-ops while export is
+/// off. Attributes are ids and codes from closed sets, never content.
+#[derive(Clone)]
+pub struct Metrics {
+    requests: Counter<u64>,
+    request_duration: Histogram<f64>,
+    cards: Counter<u64>,
+    feedback: Counter<u64>,
+    fhir_fetch_duration: Histogram<f64>,
+    fhir_fetch_failures: Counter<u64>,
+}
+
+/// Seconds: from 5 ms to 10 s.
+const DURATION_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0];
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new(&global::meter(SCOPE))
+    }
+}
+
+impl Metrics {
+    pub fn new(meter: &Meter) -> Metrics {
+        Metrics {
+            requests: meter
+                .u64_counter("popliteal.requests")
+                .with_description("HTTP requests answered, by service, route and status")
+                .with_unit("{request}")
+                .build(),
+            request_duration: meter
+                .f64_histogram("popliteal.request.duration")
+                .with_description("Time to answer an HTTP request, by service, route and status")
+                .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            cards: meter
+                .u64_counter("popliteal.cards")
+                .with_description("Cards returned, by service, topic and indicator")
+                .with_unit("{card}")
+                .build(),
+            feedback: meter
+                .u64_counter("popliteal.feedback")
+                .with_description("Feedback items received, by service and outcome")
+                .with_unit("{item}")
+                .build(),
+            fhir_fetch_duration: meter
+                .f64_histogram("popliteal.fhir.fetch.duration")
+                .with_description("Time to read one prefetch key from the FHIR server, by key and result")
+                .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            fhir_fetch_failures: meter
+                .u64_counter("popliteal.fhir.fetch.failures")
+                .with_description("Prefetch keys that could not be read from the FHIR server, by key and reason")
+                .with_unit("{key}")
+                .build(),
+        }
+    }
+
+    /// One answered request. `service` is a catalogue id or `none`; `route` the matched pattern.
+    pub fn request(&self, service: &'static str, route: String, status: StatusCode, elapsed: Duration) {
+        let attributes = [
+            KeyValue::new("cds.service", service),
+            KeyValue::new("http.route", route),
+            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+        ];
+        self.requests.add(1, &attributes);
+        self.request_duration.record(elapsed.as_secs_f64(), &attributes);
+    }
+
+    pub fn cards(&self, service: &'static str, cards: &[Card]) {
+        for card in cards {
+            self.cards.add(
+                1,
+                &[
+                    KeyValue::new("cds.service", service),
+                    KeyValue::new("card.topic", card.source.topic.code.clone()),
+                    KeyValue::new("card.indicator", card.indicator.as_str()),
+                ],
+            );
+        }
+    }
+
+    pub fn feedback(&self, service: &'static str, items: &[FeedbackItem]) {
+        for item in items {
+            self.feedback.add(
+                1,
+                &[KeyValue::new("cds.service", service), KeyValue::new("feedback.outcome", item.outcome.as_str())],
+            );
+        }
+    }
+
+    /// One key read from the FHIR server (`result`: `ok` or the failure), with its duration.
+    pub fn fhir_fetch(&self, key: &'static str, result: &'static str, elapsed: Duration) {
+        self.fhir_fetch_duration
+            .record(elapsed.as_secs_f64(), &[KeyValue::new("fhir.key", key), KeyValue::new("fhir.result", result)]);
+    }
+
+    /// A key that could not be read from the FHIR server, and why (`status-404`, `timeout`, ...).
+    pub fn fhir_fetch_failure(&self, key: &'static str, reason: &'static str) {
+        self.fhir_fetch_failures.add(1, &[KeyValue::new("fhir.key", key), KeyValue::new("fhir.failure", reason)]);
+    }
+}
+
+/// The root span of every request: the default fields (method, route, status, latency, trace id;
+/// the parent from an incoming `traceparent`) plus the CDS Hooks ids the handlers record and the
+/// authenticated EHR's `iss`.
 pub struct CdsRootSpan;
 
 impl RootSpanBuilder for CdsRootSpan {

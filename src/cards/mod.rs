@@ -445,6 +445,7 @@ fn topic_coding(topic: &str, w: &Wording) -> Coding {
 }
 
 /// Builds the cards for an assessment, most urgent first.
+#[tracing::instrument(name = "build cards", skip_all)]
 pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext<'_>) -> Result<Vec<Card>, ApiError> {
     let mut drafts = match assessment {
         // Silence for patients we have nothing to say about, unless the EHR sent another
@@ -491,6 +492,7 @@ fn order_draft(
 }
 
 /// Builds the cards of an order hook: open red flags the drafts do not answer.
+#[tracing::instrument(name = "build order review cards", skip_all)]
 pub fn build_order_review(
     review: &OrderReview,
     report: &DataReport<'_>,

@@ -8,7 +8,8 @@
 //! required key and a `data-unavailable` card otherwise. reqwest with fhir-sdk types (not
 //! fhir-sdk's client, which announces `fhirVersion=4.3` to R4 servers): `Accept:
 //! application/fhir+json`. The token is sent only to the allowed `fhirServer` origin and is never
-//! logged.
+//! logged. Each request carries the W3C `traceparent` of its key's span, so the EHR's traces join
+//! ours; the spans record the key and the result, never the URL (it names the patient).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,10 +17,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use url::Url;
 
 use super::record::DataKey;
 use crate::protocol::request::{AccessToken, HookRequest};
+use crate::telemetry::Metrics;
 
 /// How fetching is allowed to happen.
 #[derive(Debug, Clone)]
@@ -46,6 +50,23 @@ pub enum FetchFailure {
     Network,
     NotFhir,
     TooLarge,
+}
+
+impl FetchFailure {
+    /// For metrics and spans: a closed set of codes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchFailure::NoServer => "no-server",
+            FetchFailure::OriginNotAllowed => "origin-not-allowed",
+            FetchFailure::Status(400..=499) => "status-4xx",
+            FetchFailure::Status(500..=599) => "status-5xx",
+            FetchFailure::Status(_) => "status-other",
+            FetchFailure::Timeout => "timeout",
+            FetchFailure::Network => "network",
+            FetchFailure::NotFhir => "not-fhir",
+            FetchFailure::TooLarge => "too-large",
+        }
+    }
 }
 
 /// Where each key's data came from.
@@ -191,6 +212,12 @@ impl Fetcher<'_> {
             return Err(FetchFailure::OriginNotAllowed);
         }
         let mut request = self.client.get(url.clone()).header("Accept", "application/fhir+json");
+        let mut trace_context = reqwest::header::HeaderMap::new();
+        let span_context = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&span_context, &mut opentelemetry_http::HeaderInjector(&mut trace_context));
+        });
+        request = request.headers(trace_context);
         if let Some(token) = self.token {
             request = request.bearer_auth(token.expose());
         }
@@ -271,11 +298,13 @@ fn merged(entries: &[Box<RawValue>]) -> Result<Box<RawValue>, FetchFailure> {
 
 /// Completes `request.prefetch` from the FHIR server where it can, within the budget.
 /// `templates` are the service's prefetch query templates, by key.
+#[tracing::instrument(name = "complete prefetch", skip_all)]
 pub async fn complete_prefetch(
     request: &mut HookRequest,
     templates: &HashMap<String, String>,
     client: &reqwest::Client,
     policy: &FetchPolicy,
+    metrics: &Metrics,
 ) -> (FetchReport, Vec<DataKey>) {
     let mut report = FetchReport::default();
     let mut unfinished_pages = Vec::new();
@@ -309,6 +338,7 @@ pub async fn complete_prefetch(
                 Need::Query => report.sources.push((key, DataSource::Unavailable)),
             }
             report.failures.push((key, failure));
+            metrics.fhir_fetch_failure(key.prefetch_key(), failure.as_str());
         }
         if failure == FetchFailure::OriginNotAllowed {
             tracing::warn!(hook_instance = %request.hook_instance, "fhirServer is not an allowed origin: nothing fetched");
@@ -326,7 +356,10 @@ pub async fn complete_prefetch(
     let tasks = needs.into_iter().map(|(key, need)| {
         let fetcher = &fetcher;
         let url = templates.get(key.prefetch_key()).and_then(|t| server.join(&fill_template(t, request)).ok());
+        let span =
+            tracing::info_span!("fetch FHIR data", fhir.key = key.prefetch_key(), fhir.result = tracing::field::Empty);
         async move {
+            let started = std::time::Instant::now();
             let result = match (need, url) {
                 (Need::MorePages { entries, next }, _) => match Url::parse(&next).or_else(|_| server.join(&next)) {
                     Ok(next) => fetcher.search(next, entries, 1).await,
@@ -336,8 +369,12 @@ pub async fn complete_prefetch(
                 (Need::Query, Some(url)) if key == DataKey::Patient => fetcher.read(url).await.map(|raw| (raw, false)),
                 (Need::Query, Some(url)) => fetcher.search(url, Vec::new(), 0).await,
             };
+            let outcome = result.as_ref().map_or_else(|failure| failure.as_str(), |_| "ok");
+            tracing::Span::current().record("fhir.result", outcome);
+            metrics.fhir_fetch(key.prefetch_key(), outcome, started.elapsed());
             (key, result)
         }
+        .instrument(span)
     });
     for (key, result) in futures_util::future::join_all(tasks).await {
         match result {
@@ -358,6 +395,7 @@ pub async fn complete_prefetch(
                     unfinished_pages.push(key);
                 }
                 report.failures.push((key, failure));
+                metrics.fhir_fetch_failure(key.prefetch_key(), failure.as_str());
             }
         }
     }

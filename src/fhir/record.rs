@@ -156,6 +156,7 @@ pub struct PatientRecord {
 impl PatientRecord {
     /// Reads every key of the contract from a prefetch object. Never fails: what cannot be read
     /// is listed in `gaps`, and the caller decides whether a required key is missing.
+    #[tracing::instrument(name = "parse prefetch", skip_all)]
     pub fn from_prefetch(prefetch: &HashMap<String, Box<RawValue>>) -> PatientRecord {
         let mut record = PatientRecord::default();
         for key in DataKey::ALL {

@@ -79,6 +79,7 @@ pub enum Assessment {
 }
 
 /// Evaluates a patient's situation.
+#[tracing::instrument(name = "evaluate rules", skip_all)]
 pub fn assess(situation: &Situation) -> Assessment {
     let intake = match &situation.intake {
         IntakeState::Usable(intake) => intake,

@@ -123,6 +123,7 @@ fn nerve_review(evaluation: &Evaluation, drafts: &[DraftOrder]) -> Option<Uncove
 }
 
 /// Reviews draft orders against the patient's assessment.
+#[tracing::instrument(name = "review draft orders", skip_all)]
 pub fn review(assessment: Assessment, drafts: &[DraftOrder]) -> OrderReview {
     match assessment {
         Assessment::Evaluated(evaluation) => {

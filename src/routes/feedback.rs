@@ -32,6 +32,7 @@ pub async fn receive(
     let body = read_json_body(payload, &state).await?;
     let items = feedback::parse(&body)?;
     let receipt = state.store.record_feedback(service.id(), &items, OffsetDateTime::now_utc()).await?;
+    state.metrics.feedback(service.id(), &items);
     tracing::info!(
         service_id = service.id(),
         items = items.len(),

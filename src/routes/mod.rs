@@ -13,6 +13,7 @@ pub use services::read_json_body;
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
         .route("/cds-services", web::get().to(discovery::discovery))
         .route("/cds-services/{id}", web::post().to(services::invoke))
         .route("/cds-services/{id}/feedback", web::post().to(feedback::receive))

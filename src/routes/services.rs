@@ -59,7 +59,8 @@ pub async fn invoke(
     root_span.record("hook", request.hook.as_str());
     root_span.record("hook_instance", request.hook_instance.as_str());
     let (fetch, unfinished_pages) =
-        complete_prefetch(&mut request, state.catalogue.templates(service), &state.http, &state.fetch).await;
+        complete_prefetch(&mut request, state.catalogue.templates(service), &state.http, &state.fetch, &state.metrics)
+            .await;
     let fetched = Fetched { keys: fetch.fetched_keys(), unfinished_pages };
     let outcome = evaluate(service, &request, &state.knowledge, &state.evaluation, invoked_at, &fetched)?;
     tracing::info!(
@@ -72,6 +73,7 @@ pub async fn invoke(
         "evaluated"
     );
     root_span.record("cards", outcome.cards.len());
+    state.metrics.cards(service.id(), &outcome.cards);
     let patient_hash = state.auditor.patient_hash(&request.context.patient_id);
     state.auditor.submit(AuditRecord::of_call(
         service,

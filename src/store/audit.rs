@@ -45,6 +45,7 @@ impl Store {
 
     /// Stores several hook calls' audit records in one transaction: one commit per batch keeps
     /// the writer ahead of a busy service.
+    #[tracing::instrument(name = "store audit records", skip_all, fields(records = records.len()))]
     pub async fn record_invocations(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         let mut transaction = self.begin_write().await?;
         for record in records {

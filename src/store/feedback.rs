@@ -42,6 +42,7 @@ pub struct StoredFeedback {
 
 impl Store {
     /// Stores the items of one request durably: when this returns `Ok`, they are committed.
+    #[tracing::instrument(name = "store feedback", skip_all)]
     pub async fn record_feedback(
         &self,
         service_id: &str,
