@@ -3,16 +3,19 @@
 mod discovery;
 mod feedback;
 mod health;
+mod openapi;
 mod questionnaire;
 mod services;
 
 use actix_web::web;
 
+pub use openapi::OPENAPI_YAML;
 pub use services::read_json_body;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/health", web::get().to(health::health))
+        .route("/openapi.yaml", web::get().to(openapi::openapi))
         .route("/cds-services", web::get().to(discovery::discovery))
         .route("/cds-services/{id}", web::post().to(services::invoke))
         .route("/cds-services/{id}/feedback", web::post().to(feedback::receive))
