@@ -164,8 +164,9 @@ async fn a_bundle_of_100000_entries_is_a_413_at_the_default_limit_and_answered_f
     let elapsed = started.elapsed();
     cards_ok(status, &answered, &request);
     eprintln!("100,001 Condition entries ({} MiB): answered in {elapsed:?}", request.to_string().len() / MIB);
-    // Unoptimised test build: generous; the release build is several times faster.
-    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    // Unoptimised test build (about 12 s here with another build running): a generous bound
+    // against a pathological slowdown; the release build is many times faster.
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
     let wells = &card(&answered, "dvt-suspected")["extension"]["dev.popliteal.wells"];
     assert_eq!(wells["score"], 3, "the cancer after 100,000 entries is still seen: {wells}");
 }
