@@ -429,7 +429,14 @@ mod tests {
 
     #[test]
     fn a_malformed_issuers_variable_is_a_configuration_error() {
-        let variables = [("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned())].into_iter().collect();
+        // With the other required key given, the malformed list is the only error (otherwise
+        // which missing or bad key is reported first varies from run to run).
+        let variables = [
+            ("POPLITEAL__AUTH__ISSUERS".to_owned(), "[{\"iss\": ".to_owned()),
+            ("POPLITEAL__AUDIT__PATIENT_HASH_KEY".to_owned(), "a-test-key-of-at-least-32-characters!!".to_owned()),
+        ]
+        .into_iter()
+        .collect();
         let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
             .expect_err("refused");
         assert!(error.to_string().contains("auth.issuers"), "{error}");
