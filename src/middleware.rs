@@ -19,10 +19,13 @@ fn is_probe(path: &str) -> bool {
     path == "/health" || path == "/ready"
 }
 
-/// Paths open without a token: the probes, and the intake Questionnaire (public content that the
-/// `intake-missing` card links to, opened by a clinician's browser that has no EHR token).
+/// Paths open without a token: the probes, the OpenAPI document (public: it describes the API,
+/// not a patient), and the intake Questionnaire (public content that the `intake-missing` card
+/// links to, opened by a clinician's browser that has no EHR token).
 fn is_open(method: &actix_web::http::Method, path: &str) -> bool {
-    is_probe(path) || (method == actix_web::http::Method::GET && path.starts_with("/fhir/Questionnaire/"))
+    is_probe(path)
+        || (method == actix_web::http::Method::GET
+            && (path == "/openapi.yaml" || path.starts_with("/fhir/Questionnaire/")))
 }
 
 fn too_many(wait: Duration) -> ApiError {
@@ -128,7 +131,7 @@ fn outcome_for(status: StatusCode) -> HttpResponse {
 
 /// The error policy's safety net: an error answer that is not already an OperationOutcome (a
 /// refused CORS preflight, a framework error) becomes one, with the same status and the CORS
-/// headers kept.
+/// and `Allow` headers kept.
 pub async fn errors_as_operation_outcomes<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
@@ -147,7 +150,7 @@ pub async fn errors_as_operation_outcomes<B: MessageBody + 'static>(
     let (request, original) = response.into_parts();
     let mut replacement = outcome_for(status);
     for (name, value) in original.headers() {
-        if name.as_str().starts_with("access-control-") || name == header::VARY {
+        if name.as_str().starts_with("access-control-") || name == header::VARY || name == header::ALLOW {
             replacement.headers_mut().append(name.clone(), value.clone());
         }
     }

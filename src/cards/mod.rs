@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::fhir::intake::IntakeNotes;
-use crate::fhir::record::DataGaps;
+use crate::fhir::record::{DataGaps, DataKey};
 use crate::knee::dvt::{DDimerReading, DvtAssessment, Pathway, SpecialPopulation};
 use crate::knee::facts::{OrderState, RecordEvidence};
 use crate::knee::order_review::{OrderReview, Uncovered};
@@ -56,6 +56,14 @@ impl DataReport<'_> {
             && self.intake.other_patient_responses == 0
             && self.intake.wrong_type_answers.is_empty()
             && self.draft_orders_skipped == 0
+    }
+
+    /// Whether the EHR sent answers that could not be used: another patient's, or a
+    /// QuestionnaireResponse that could not be read. Reported even when there is nothing else to
+    /// say: silence would hide that the intake sent was not read.
+    fn intake_not_read(&self) -> bool {
+        self.intake.other_patient_responses > 0
+            || self.gaps.skipped.iter().any(|(key, _)| *key == DataKey::QuestionnaireResponses)
     }
 }
 
@@ -448,9 +456,9 @@ fn topic_coding(topic: &str, w: &Wording) -> Coding {
 #[tracing::instrument(name = "build cards", skip_all)]
 pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext<'_>) -> Result<Vec<Card>, ApiError> {
     let mut drafts = match assessment {
-        // Silence for patients we have nothing to say about, unless the EHR sent another
-        // patient's answers: that must be reported.
-        Assessment::NothingToSay if report.intake.other_patient_responses == 0 => return Ok(Vec::new()),
+        // Silence for patients we have nothing to say about, unless the EHR sent answers that
+        // could not be used (another patient's, or unreadable): that must be reported.
+        Assessment::NothingToSay if !report.intake_not_read() => return Ok(Vec::new()),
         Assessment::NothingToSay => Vec::new(),
         Assessment::IntakeNeeded { stale, knee_pain_on_record } => vec![intake_draft(*stale, knee_pain_on_record, ctx)],
         Assessment::Evaluated(evaluation) => evaluation_drafts(evaluation, ctx.wording),
@@ -500,7 +508,7 @@ pub fn build_order_review(
 ) -> Result<Vec<Card>, ApiError> {
     let w = ctx.wording;
     let mut drafts = match review {
-        OrderReview::NothingToSay if report.intake.other_patient_responses == 0 => return Ok(Vec::new()),
+        OrderReview::NothingToSay if !report.intake_not_read() => return Ok(Vec::new()),
         OrderReview::NothingToSay => Vec::new(),
         OrderReview::IntakeNeeded(Assessment::IntakeNeeded { stale, knee_pain_on_record }) => {
             let mut draft = intake_draft(*stale, knee_pain_on_record, ctx);

@@ -83,7 +83,16 @@ struct LinkEnvelope {
     relation: Option<String>,
 }
 
+/// Whether a raw value is a JSON object. serde reads a struct from an array too (by position),
+/// so `["Patient", "p1"]` must be refused before it is read as a resource.
+fn is_object(raw: &RawValue) -> bool {
+    raw.get().trim_start().starts_with('{')
+}
+
 fn head(raw: &RawValue) -> Option<Head> {
+    if !is_object(raw) {
+        return None;
+    }
     serde_json::from_str::<Head>(raw.get()).ok()
 }
 
@@ -131,6 +140,9 @@ pub fn read<T: DeserializeOwned>(value: Option<&RawValue>, expected: &str) -> Pr
             next_page: false,
         });
     }
+    if !is_object(raw) {
+        return PrefetchValue::Failed(FailureKind::NotAResource);
+    }
     let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(raw.get()) else {
         return PrefetchValue::Failed(FailureKind::NotAResource);
     };
@@ -155,6 +167,10 @@ fn read_bundle<T: DeserializeOwned>(envelope: Envelope<'_>, expected: &str) -> P
     });
     let mut read = ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page };
     for (position, entry) in envelope.entry.unwrap_or_default().into_iter().enumerate() {
+        if !is_object(entry) {
+            read.skipped.push(SkippedResource { resource_type: "entry".into(), id: None, position });
+            continue;
+        }
         match serde_json::from_str::<EntryEnvelope<'_>>(entry.get()) {
             Ok(EntryEnvelope { search: Some(EntrySearch { mode: Some(mode) }), .. }) if mode == "outcome" => {}
             Ok(EntryEnvelope { resource: Some(resource), .. }) => collect(resource, expected, position, &mut read),
@@ -204,6 +220,20 @@ mod tests {
         assert_eq!(read.resources.len(), 1);
         assert_eq!(read.skipped.len(), 2);
         assert_eq!(read.skipped[0].id.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn an_array_is_never_read_as_a_resource_or_an_entry() {
+        assert!(matches!(
+            read::<Condition>(Some(&raw(r#"["Condition", "c1"]"#)), "Condition"),
+            PrefetchValue::Failed(FailureKind::NotAResource)
+        ));
+        let bundle = raw(r#"{"resourceType":"Bundle","entry":[[{"resourceType":"Condition","id":"c1"}]]}"#);
+        let PrefetchValue::Read(read) = read::<Condition>(Some(&bundle), "Condition") else {
+            panic!("the bundle is read");
+        };
+        assert!(read.resources.is_empty());
+        assert_eq!(read.skipped.len(), 1);
     }
 
     #[test]

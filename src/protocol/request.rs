@@ -106,6 +106,10 @@ fn context_string(
 impl HookRequest {
     /// Parses a request body. Syntax errors report their position only.
     pub fn parse(body: &[u8]) -> Result<HookRequest, ApiError> {
+        // serde reads a struct from an array too (by position): the request must be an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'[') {
+            return Err(bad("the request body is not a CDS Hooks request object: it must be a JSON object"));
+        }
         let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
             let what = if e.is_syntax() || e.is_eof() {
                 "the request body is not valid JSON"
@@ -139,6 +143,9 @@ impl HookRequest {
         let fhir_authorization = match envelope.fhir_authorization {
             None => None,
             Some(raw) if raw.get().trim() == "null" => None,
+            Some(raw) if !raw.get().trim_start().starts_with('{') => {
+                return Err(bad("fhirAuthorization must be an object with an access_token string"));
+            }
             Some(raw) => Some(
                 serde_json::from_str::<FhirAuthorization>(raw.get())
                     .map_err(|_| bad("fhirAuthorization must be an object with an access_token string"))?,
@@ -208,6 +215,15 @@ mod tests {
         let request = HookRequest::parse(body.as_bytes()).expect("valid");
         assert!(!format!("{request:?}").contains("s3cr3t"));
         assert_eq!(request.fhir_authorization.expect("present").access_token.expose(), "s3cr3t");
+    }
+
+    #[test]
+    fn an_array_shaped_like_the_envelope_is_not_a_request() {
+        let text = message(r#"["patient-view", "a-1", {"userId": "u", "patientId": "p"}]"#);
+        assert!(text.contains("must be a JSON object"), "{text}");
+        let body = r#"{"hook":"patient-view","hookInstance":"a-1","context":{"userId":"u","patientId":"p"},
+            "fhirAuthorization":["s3cr3t", "Bearer"]}"#;
+        assert!(message(body).starts_with("fhirAuthorization must be an object"));
     }
 
     #[test]

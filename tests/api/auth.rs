@@ -690,11 +690,13 @@ async fn each_bad_token_is_refused_by_its_own_check_and_logged_without_the_token
 // What stays open, and what production refuses
 
 #[tokio::test]
-async fn health_readiness_and_the_questionnaire_need_no_token() {
+async fn health_readiness_the_questionnaire_and_the_openapi_document_need_no_token() {
     let (app, _keys, _signer) = setup().await;
     assert_eq!(app.get("/health").await.status().as_u16(), 200);
     assert_eq!(app.get("/ready").await.status().as_u16(), 200);
     assert_eq!(app.get("/fhir/Questionnaire/posterior-knee-pain").await.status().as_u16(), 200);
+    assert_eq!(app.get("/openapi.yaml").await.status().as_u16(), 200);
+    assert_eq!(app.get("/openapi.yaml.bak").await.status().as_u16(), 401, "only the document itself is open");
 }
 
 /// The application state for these settings, with an in-memory store.

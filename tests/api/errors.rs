@@ -145,3 +145,24 @@ async fn a_body_nested_too_deeply_is_a_400_on_hooks_and_feedback_alike() {
         assert!(text.contains("deeper"), "{path}: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_answer_is_a_405_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::POST, "/health", "GET"),
+        (reqwest::Method::TRACE, "/openapi.yaml", "GET"),
+        (reqwest::Method::DELETE, SERVICE, "POST"),
+        (reqwest::Method::GET, "/cds-services/posterior-knee-pain/feedback", "POST"),
+        (reqwest::Method::PUT, "/fhir/Questionnaire/posterior-knee-pain", "GET"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("the request is sent");
+        assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+        outcome(response, 405).await;
+    }
+}

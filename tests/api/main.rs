@@ -13,6 +13,8 @@ mod feedback;
 mod fhir_examples;
 mod fhir_fetch;
 mod health;
+mod hostile;
+mod openapi;
 mod patient_view;
 mod questionnaire;
 mod snapshots;
