@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::{Error, HttpMessage};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, global};
@@ -128,9 +128,9 @@ impl Telemetry {
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
-                .with_span_events(FmtSpan::CLOSE)
+                .with_span_events(FmtSpan::NONE)
                 .boxed(),
-            LogFormat::Pretty => tracing_subscriber::fmt::layer().with_span_events(FmtSpan::CLOSE).boxed(),
+            LogFormat::Pretty => tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).boxed(),
         };
         let _ = tracing_subscriber::registry().with(logs).with(self.layer()).with(filter).try_init();
     }
@@ -330,8 +330,13 @@ impl Metrics {
 /// authenticated EHR's `iss`.
 pub struct CdsRootSpan;
 
+/// When the request arrived (kept in the request's extensions for the completion line).
+#[derive(Clone, Copy)]
+struct Arrived(std::time::Instant);
+
 impl RootSpanBuilder for CdsRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        request.extensions_mut().insert(Arrived(std::time::Instant::now()));
         tracing_actix_web::root_span!(
             request,
             service_id = tracing::field::Empty,
@@ -342,7 +347,13 @@ impl RootSpanBuilder for CdsRootSpan {
         )
     }
 
+    /// One log line per request, in its span (status, route, ids), with the latency. Child spans
+    /// go to OpenTelemetry, not to the log: a line per span would cost more than the evaluation.
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let latency_us = outcome.as_ref().ok().and_then(|response| {
+            response.request().extensions().get::<Arrived>().map(|arrived| arrived.0.elapsed().as_micros() as u64)
+        });
+        DefaultRootSpanBuilder::on_request_end(span.clone(), outcome);
+        span.in_scope(|| tracing::info!(latency_us, "request completed"));
     }
 }
