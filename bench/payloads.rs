@@ -46,12 +46,14 @@ fn bundle(entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})
 }
 
+const SMALL_RECORD: &str = "fhir-data/synthea/Chauncey_Johnston_f4673866-81fb-411a-8486-0c27f2a5b480.json";
+
 /// The small request: one vignette as the EHR would send it.
 pub fn small_request(now: time::OffsetDateTime) -> Value {
     let mut request = dated(&shared("vignettes/baker-cyst-with-mechanical-symptoms.json")["request"], now);
     let patient_id = request["context"]["patientId"].as_str().expect("patient").to_owned();
-    request["prefetch"]["conditions"] = bundle(synthea("Condition", 3, &patient_id));
-    request["prefetch"]["observations"] = bundle(synthea("Observation", 3, &patient_id));
+    request["prefetch"]["conditions"] = bundle(synthea(SMALL_RECORD, "Condition", 3, &patient_id, false));
+    request["prefetch"]["observations"] = bundle(synthea(SMALL_RECORD, "Observation", 3, &patient_id, false));
     request
 }
 
@@ -60,34 +62,8 @@ pub fn small_request(now: time::OffsetDateTime) -> Value {
 pub fn large_request(now: time::OffsetDateTime) -> Value {
     let mut request = dated(&shared("vignettes/dvt-likely-with-cancer-on-record.json")["request"], now);
     let patient_id = request["context"]["patientId"].as_str().expect("patient").to_owned();
-    let subject = json!({"reference": format!("Patient/{patient_id}")});
-    let synthea = shared("fhir-data/synthea/Kristopher_Upton_1283d4ec-ec47-4c84-ab89-8ac2fad24015.json");
-    let take = |resource_type: &str, count: usize| -> Vec<Value> {
-        synthea["entry"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .filter(|e| e["resource"]["resourceType"] == resource_type)
-            .take(count)
-            .map(|e| {
-                let mut resource = e["resource"].clone();
-                resource["subject"] = subject.clone();
-                resource.as_object_mut().expect("object").remove("encounter");
-                // EHR APIs send a generated narrative with each resource; Synthea has none.
-                let what = resource["code"]["text"].as_str().unwrap_or(resource_type).to_owned();
-                resource["text"] = json!({
-                    "status": "generated",
-                    "div": format!(
-                        "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b>{resource_type}</b>: {what}</p>\
-                         <table><tr><th>Status</th><td>recorded</td></tr><tr><th>Subject</th><td>Patient/{patient_id}</td></tr>\
-                         <tr><th>Summary</th><td>{what}; generated narrative as sent by the EHR with each resource, \
-                         for display by clients that do not render the coded content.</td></tr></table></div>"
-                    )
-                });
-                json!({"fullUrl": e["fullUrl"], "resource": resource})
-            })
-            .collect()
-    };
+    const RECORD: &str = "fhir-data/synthea/Kristopher_Upton_1283d4ec-ec47-4c84-ab89-8ac2fad24015.json";
+    let take = |resource_type: &str, count: usize| synthea(RECORD, resource_type, count, &patient_id, true);
     let prefetch = &mut request["prefetch"];
     let latest = prefetch["questionnaireResponses"]["entry"][0].clone();
     let mut responses = vec![latest.clone()];
@@ -107,9 +83,10 @@ pub fn large_request(now: time::OffsetDateTime) -> Value {
     request
 }
 
-/// Synthea resources of one type, made to belong to `patient_id`.
-fn synthea(resource_type: &str, count: usize, patient_id: &str) -> Vec<Value> {
-    let synthea = shared("fhir-data/synthea/Chauncey_Johnston_f4673866-81fb-411a-8486-0c27f2a5b480.json");
+/// Synthea resources of one type from `file`, made to belong to `patient_id`; with
+/// `narrative`, each carries a generated narrative as EHR APIs send (Synthea has none).
+fn synthea(file: &str, resource_type: &str, count: usize, patient_id: &str, narrative: bool) -> Vec<Value> {
+    let synthea = shared(file);
     synthea["entry"]
         .as_array()
         .expect("entries")
@@ -120,6 +97,18 @@ fn synthea(resource_type: &str, count: usize, patient_id: &str) -> Vec<Value> {
             let mut resource = e["resource"].clone();
             resource["subject"] = json!({"reference": format!("Patient/{patient_id}")});
             resource.as_object_mut().expect("object").remove("encounter");
+            if narrative {
+                let what = resource["code"]["text"].as_str().unwrap_or(resource_type).to_owned();
+                resource["text"] = json!({
+                    "status": "generated",
+                    "div": format!(
+                        "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p><b>{resource_type}</b>: {what}</p>\
+                         <table><tr><th>Status</th><td>recorded</td></tr><tr><th>Subject</th><td>Patient/{patient_id}</td></tr>\
+                         <tr><th>Summary</th><td>{what}; generated narrative as sent by the EHR with each resource, \
+                         for display by clients that do not render the coded content.</td></tr></table></div>"
+                    )
+                });
+            }
             json!({"fullUrl": e["fullUrl"], "resource": resource})
         })
         .collect()
