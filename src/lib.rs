@@ -11,6 +11,7 @@ pub mod configuration;
 pub mod error;
 pub mod evaluate;
 pub mod fhir;
+pub mod json;
 pub mod knee;
 pub mod limits;
 pub mod middleware;

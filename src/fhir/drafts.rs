@@ -1,12 +1,11 @@
 //! `context.draftOrders` of the order hooks: a Bundle of ServiceRequests and MedicationRequests,
 //! read leniently (a malformed entry is skipped and reported) and classified for the rules.
 
-use fhir_sdk::r4b::resources::{MedicationRequest, MedicationRequestMedication, ServiceRequest};
-use fhir_sdk::r4b::types::CodeableConcept;
 use serde_json::value::RawValue;
 
 use super::prefetch::{self, PrefetchValue, SkippedResource};
 use super::reference::{codings, describe};
+use super::views::{CodeableConcept, MedicationRequest, ServiceRequest};
 use crate::knee::order_review::{DraftKind, DraftOrder};
 use crate::knee::orders::OrderKind;
 use crate::knee::question::Side;
@@ -26,14 +25,14 @@ const KNEE_PAIN_ICD: &[&str] = &["M25.561", "M25.562", "M25.569"];
 fn mentions_knee(concept: &CodeableConcept) -> bool {
     let text = concept.text.as_deref().unwrap_or_default().to_lowercase();
     text.contains("knee")
-        || concept.coding.iter().flatten().any(|c| {
+        || concept.coding.iter().any(|c| {
             c.display.as_deref().is_some_and(|d| d.to_lowercase().contains("knee"))
                 || c.code.as_deref().is_some_and(|code| KNEE_PAIN_ICD.contains(&code))
         })
 }
 
 fn side_of(request: &ServiceRequest, terminology: &Terminology) -> Option<Side> {
-    request.body_site.iter().flatten().find_map(|site| {
+    request.body_site.iter().find_map(|site| {
         [Side::Left, Side::Right, Side::Both].into_iter().find(|side| {
             let laterality = terminology.laterality(*side);
             codings(site).any(|(system, code)| system == laterality.system && code == laterality.code)
@@ -49,7 +48,7 @@ fn service_request(request: &ServiceRequest, selections: &[String], terminology:
     let side = recognised.and_then(|(_, side)| side).or_else(|| side_of(request, terminology));
     let concerns_knee = matches!(kind, DraftKind::Order(OrderKind::KneeMri | OrderKind::KneeUltrasound))
         || concept.is_some_and(mentions_knee)
-        || request.reason_code.iter().flatten().any(mentions_knee);
+        || request.reason_code.iter().any(mentions_knee);
     DraftOrder {
         kind,
         side,
@@ -60,26 +59,19 @@ fn service_request(request: &ServiceRequest, selections: &[String], terminology:
 }
 
 fn medication_request(request: &MedicationRequest, selections: &[String], terminology: &Terminology) -> DraftOrder {
-    let concept = match &request.medication {
-        MedicationRequestMedication::CodeableConcept(concept) => Some(concept),
-        MedicationRequestMedication::Reference(_) => None,
-    };
-    let description = concept.map(describe).or_else(|| match &request.medication {
-        MedicationRequestMedication::Reference(reference) => reference.display.clone(),
-        MedicationRequestMedication::CodeableConcept(_) => None,
-    });
+    let concept = request.medication_codeable_concept.as_ref();
+    let description = concept
+        .map(describe)
+        .or_else(|| request.medication_reference.as_ref().and_then(|reference| reference.display.clone()));
     let nsaid = description.as_deref().is_some_and(|text| terminology.nsaids.names_in(text))
         || concept.is_some_and(|c| {
-            c.coding
-                .iter()
-                .flatten()
-                .any(|coding| coding.display.as_deref().is_some_and(|d| terminology.nsaids.names_in(d)))
+            c.coding.iter().any(|coding| coding.display.as_deref().is_some_and(|d| terminology.nsaids.names_in(d)))
         });
     DraftOrder {
         kind: if nsaid { DraftKind::Nsaid } else { DraftKind::Other },
         side: None,
         selected: is_selected("MedicationRequest", request.id.as_deref(), selections),
-        concerns_knee: request.reason_code.iter().flatten().any(mentions_knee),
+        concerns_knee: request.reason_code.iter().any(mentions_knee),
         description: description.unwrap_or_else(|| "MedicationRequest".to_owned()),
     }
 }

@@ -4,15 +4,12 @@
 //! status `completed` or `amended`, for this patient. A response about another patient is
 //! ignored and reported. A response older than the staleness window is not evaluated.
 
-use fhir_sdk::r4b::codes::QuestionnaireResponseStatus;
-use fhir_sdk::r4b::resources::{
-    QuestionnaireResponse, QuestionnaireResponseItem, QuestionnaireResponseItemAnswerValue,
-};
 use time::{Duration, OffsetDateTime};
 
 use super::prefetch::is_safe_id;
 use super::reference;
 use super::time::{earliest, latest};
+use super::views::{AnswerValue, QuestionnaireResponse, QuestionnaireResponseItem};
 use crate::knee::facts::{Answer, Intake, IntakeState};
 use crate::knee::question::{Question, Side};
 
@@ -44,7 +41,7 @@ fn is_ours(response: &QuestionnaireResponse, canonical: &str) -> bool {
 }
 
 fn counts(response: &QuestionnaireResponse) -> bool {
-    matches!(response.status, QuestionnaireResponseStatus::Completed | QuestionnaireResponseStatus::Amended)
+    matches!(response.status.as_str(), "completed" | "amended")
 }
 
 /// Chooses the response that counts and reads it.
@@ -79,11 +76,11 @@ pub fn select(
     (IntakeState::Usable(intake), notes)
 }
 
-fn read_items(items: &[Option<QuestionnaireResponseItem>], intake: &mut Intake, notes: &mut IntakeNotes) {
-    for item in items.iter().flatten() {
+fn read_items(items: &[QuestionnaireResponseItem], intake: &mut Intake, notes: &mut IntakeNotes) {
+    for item in items {
         if let Some(question) = Question::from_link_id(&item.link_id) {
-            for answer in item.answer.iter().flatten() {
-                match answer.value.as_ref().map(|value| interpret(question, value)) {
+            for answer in &item.answer {
+                match answer.value().map(|value| interpret(question, value)) {
                     Some(Some(value)) => intake.record(question, value),
                     Some(None) if !notes.wrong_type_answers.contains(&question.link_id()) => {
                         notes.wrong_type_answers.push(question.link_id());
@@ -93,21 +90,21 @@ fn read_items(items: &[Option<QuestionnaireResponseItem>], intake: &mut Intake, 
             }
         }
         read_items(&item.item, intake, notes);
-        for answer in item.answer.iter().flatten() {
+        for answer in &item.answer {
             read_items(&answer.item, intake, notes);
         }
     }
 }
 
 /// An answer of the type the contract gives the question, or `None` (wrong type: not asked).
-fn interpret(question: Question, value: &QuestionnaireResponseItemAnswerValue) -> Option<Answer> {
-    use QuestionnaireResponseItemAnswerValue as V;
+fn interpret(question: Question, value: AnswerValue<'_>) -> Option<Answer> {
+    use AnswerValue as V;
     match (question, value) {
         (Question::Side, V::Coding(coding)) => {
             let system_ok = coding.system.as_deref().is_none_or(|s| s == SIDE_SYSTEM);
             coding.code.as_deref().filter(|_| system_ok).and_then(Side::from_code).map(Answer::Side)
         }
-        (Question::DurationWeeks, V::Integer(weeks)) => u32::try_from(*weeks).ok().map(Answer::Weeks),
+        (Question::DurationWeeks, V::Integer(weeks)) => u32::try_from(weeks).ok().map(Answer::Weeks),
         (Question::Side | Question::DurationWeeks, _) => None,
         (_, V::Boolean(true)) => Some(Answer::Yes),
         (_, V::Boolean(false)) => Some(Answer::No),

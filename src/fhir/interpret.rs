@@ -1,18 +1,13 @@
 //! From FHIR resources to the facts the rules read: which Conditions, Observations, orders and
 //! medications matter, chosen by the code lists and the rules' time windows.
 
-use fhir_sdk::r4b::codes::{EventStatus, ObservationStatus, RequestStatus};
-use fhir_sdk::r4b::resources::{
-    Condition, MedicationRequest, MedicationRequestMedication, Observation, ObservationEffective, ObservationValue,
-    ProcedurePerformed, Resource, ServiceRequest,
-};
-use fhir_sdk::r4b::types::{CodeableConcept, Quantity};
 use time::{Duration, OffsetDateTime};
 
 use super::prefetch::is_safe_id;
 use super::record::{DataKey, PatientRecord};
 use super::reference::{belongs_to, codings, describe, first_code};
 use super::time::{day, earliest, latest};
+use super::views::{CodeableConcept, Condition, MedicationRequest, Observation, Quantity, ServiceRequest};
 use crate::knee::facts::{DDimerResult, DDimerUnit, DuplexOrder, OrderState, RecordEvidence, RecordFacts};
 use crate::knee::orders::OrderKind;
 use crate::knee::question::Side;
@@ -45,14 +40,7 @@ fn is_refuted(condition: &Condition) -> bool {
 }
 
 fn condition_evidence(condition: &Condition) -> RecordEvidence {
-    let date = condition
-        .recorded_date
-        .as_ref()
-        .or(match &condition.onset {
-            Some(fhir_sdk::r4b::resources::ConditionOnset::DateTime(dt)) => Some(dt),
-            _ => None,
-        })
-        .and_then(day);
+    let date = condition.recorded_date.as_ref().or(condition.onset_date_time.as_ref()).and_then(day);
     RecordEvidence {
         reference: reference_to("Condition", condition.id.as_deref()),
         description: condition.code.as_ref().map(describe).unwrap_or_else(|| "Condition".into()),
@@ -122,16 +110,9 @@ pub fn record_facts(
 
     let surgery_since = now - Duration::weeks(windows::MAJOR_SURGERY_WEEKS);
     for procedure in record.procedures.iter().filter(|p| belongs_to(Some(&p.subject), patient_id)) {
-        let performed = match &procedure.performed {
-            Some(ProcedurePerformed::DateTime(dt)) => Some(dt),
-            Some(ProcedurePerformed::Period(period)) => period.end.as_ref().or(period.start.as_ref()),
-            _ => None,
-        };
+        let performed = procedure.performed();
         let recent = performed.and_then(latest).is_some_and(|t| t >= surgery_since && t <= now);
-        if procedure.status == EventStatus::Completed
-            && recent
-            && in_list(procedure.code.as_ref(), &terminology.major_surgery)
-        {
+        if procedure.status == "completed" && recent && in_list(procedure.code.as_ref(), &terminology.major_surgery) {
             facts.recent_major_surgery.push(RecordEvidence {
                 reference: reference_to("Procedure", procedure.id.as_deref()),
                 description: procedure.code.as_ref().map(describe).unwrap_or_default(),
@@ -143,13 +124,8 @@ pub fn record_facts(
 }
 
 fn effective_instant(observation: &Observation) -> Option<(OffsetDateTime, OffsetDateTime)> {
-    let value = match observation.effective.as_ref()? {
-        ObservationEffective::DateTime(dt) => dt.clone(),
-        ObservationEffective::Instant(instant) => fhir_sdk::DateTime::DateTime(instant.clone()),
-        ObservationEffective::Period(period) => period.end.clone().or_else(|| period.start.clone())?,
-        ObservationEffective::Timing(_) => return None,
-    };
-    Some((earliest(&value)?, latest(&value)?))
+    let value = observation.effective()?;
+    Some((earliest(value)?, latest(value)?))
 }
 
 fn read_observation(
@@ -158,20 +134,14 @@ fn read_observation(
     now: OffsetDateTime,
     facts: &mut RecordFacts,
 ) {
-    if !matches!(
-        observation.status,
-        ObservationStatus::Final
-            | ObservationStatus::Amended
-            | ObservationStatus::Corrected
-            | ObservationStatus::Preliminary
-    ) {
+    if !matches!(observation.status.as_str(), "final" | "amended" | "corrected" | "preliminary") {
         return;
     }
     let code = Some(&observation.code);
     let Some((first, last)) = effective_instant(observation) else {
         return;
     };
-    let Some(ObservationValue::Quantity(quantity)) = observation.value.as_ref() else {
+    let Some(quantity) = observation.value_quantity.as_ref() else {
         return;
     };
     let evidence = |description: String| RecordEvidence {
@@ -250,31 +220,24 @@ fn micrograms_per_litre(quantity: &Quantity) -> Option<f64> {
 
 /// The description of an anticoagulant when this request is for one.
 fn anticoagulant(request: &MedicationRequest, record: &PatientRecord, list: &CodeList) -> Option<String> {
-    let concept = match &request.medication {
-        MedicationRequestMedication::CodeableConcept(concept) => Some(concept.clone()),
-        MedicationRequestMedication::Reference(reference) => {
+    let concept = match (&request.medication_codeable_concept, &request.medication_reference) {
+        (Some(concept), _) => Some(concept.clone()),
+        (None, Some(reference)) => {
             let target = reference.reference.as_deref().unwrap_or_default();
             if let Some(local) = target.strip_prefix('#') {
-                request.contained.iter().find_map(|resource| match resource {
-                    Resource::Medication(m) if m.id.as_deref() == Some(local) => m.code.clone(),
-                    _ => None,
-                })
+                request.contained_medication(local).and_then(|m| m.code)
             } else {
                 let id = target.rsplit('/').next().unwrap_or_default();
                 record.medications.iter().find(|m| m.id.as_deref() == Some(id)).and_then(|m| m.code.clone())
             }
-            .or_else(|| {
-                // A display on the reference is all some EHRs send.
-                reference
-                    .display
-                    .as_ref()
-                    .and_then(|display| serde_json::from_value(serde_json::json!({ "text": display })).ok())
-            })
+            // A display on the reference is all some EHRs send.
+            .or_else(|| reference.display.as_deref().map(CodeableConcept::text))
         }
+        (None, None) => None,
     }?;
     let by_code = codings(&concept).any(|(system, code)| list.contains(system, code));
     let by_name = concept.text.as_deref().is_some_and(|t| list.names_in(t))
-        || concept.coding.iter().flatten().any(|c| c.display.as_deref().is_some_and(|d| list.names_in(d)));
+        || concept.coding.iter().any(|c| c.display.as_deref().is_some_and(|d| list.names_in(d)));
     (by_code || by_name).then(|| describe(&concept))
 }
 
@@ -286,7 +249,7 @@ fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDa
             _ => None,
         })?;
     let side = side_from_code.or_else(|| {
-        order.body_site.iter().flatten().find_map(|site| {
+        order.body_site.iter().find_map(|site| {
             [Side::Left, Side::Right, Side::Both].into_iter().find(|side| {
                 let laterality = terminology.laterality(*side);
                 codings(site).any(|(system, code)| system == laterality.system && code == laterality.code)
@@ -294,8 +257,8 @@ fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDa
         })
     });
     let authored = order.authored_on.as_ref();
-    let state = match order.status {
-        RequestStatus::Active | RequestStatus::Draft | RequestStatus::OnHold => {
+    let state = match order.status.as_str() {
+        "active" | "draft" | "on-hold" => {
             let since = now - Duration::days(windows::DUPLEX_ORDER_DAYS);
             // Only an order surely inside the window suppresses a new suggestion.
             if authored.and_then(earliest).is_none_or(|t| t < since) {
@@ -303,7 +266,7 @@ fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDa
             }
             OrderState::Pending
         }
-        RequestStatus::Completed => {
+        "completed" => {
             let since = now - Duration::days(COMPLETED_DUPLEX_DAYS);
             if authored.and_then(latest).is_none_or(|t| t < since) {
                 return None;

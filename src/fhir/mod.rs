@@ -1,5 +1,5 @@
-//! Patient record assembly: the prefetch, read leniently into fhir-sdk (R4B) types, then
-//! interpreted into the facts the rules read.
+//! Patient record assembly: the prefetch, read leniently into views of the elements the rules
+//! use (`views`), then interpreted into the facts the rules read.
 
 pub mod drafts;
 pub mod fetch;
@@ -9,3 +9,4 @@ pub mod prefetch;
 pub mod record;
 pub mod reference;
 pub mod time;
+pub mod views;

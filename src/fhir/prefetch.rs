@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::json::ObjectOr;
+
 /// The state of one prefetch key after reading it.
 #[derive(Debug)]
 pub enum PrefetchValue<T> {
@@ -52,23 +54,40 @@ struct Head {
     id: Option<serde_json::Value>,
 }
 
-/// A prefetch value read once: its type, and when it is a Bundle its entries and links.
+/// A prefetch value read once: its type, and when it is a Bundle its entries (each resource
+/// borrowed raw, read on its own later) and links.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "resourceType")]
     resource_type: Option<String>,
     #[serde(default, borrow)]
-    entry: Option<Vec<&'a RawValue>>,
+    entry: Option<Vec<ObjectOr<EntryEnvelope<'a>>>>,
     #[serde(default, borrow)]
     link: Option<Vec<&'a RawValue>>,
 }
 
+/// An entry: its parts stay raw, so that nothing inside one entry can fail the Bundle (but a
+/// member name given twice, which JSON parsers disagree on: then the whole key is unreadable).
 #[derive(Deserialize)]
 struct EntryEnvelope<'a> {
     #[serde(default, borrow)]
     resource: Option<&'a RawValue>,
-    #[serde(default)]
-    search: Option<EntrySearch>,
+    #[serde(default, borrow)]
+    search: Option<&'a RawValue>,
+}
+
+impl EntryEnvelope<'_> {
+    /// Whether the entry is a search outcome (warnings, not data); `Err` when `search` is not
+    /// an object with a string `mode`.
+    fn is_outcome(&self) -> Result<bool, ()> {
+        match self.search {
+            None => Ok(false),
+            Some(raw) if !is_object(raw) => Err(()),
+            Some(raw) => serde_json::from_str::<EntrySearch>(raw.get())
+                .map(|search| search.mode.as_deref() == Some("outcome"))
+                .map_err(|_| ()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,7 +127,7 @@ fn leading_resource_type(raw: &RawValue) -> Option<&str> {
 }
 
 /// A resource's type, cheaply when it leads.
-fn resource_type_of(raw: &RawValue) -> Option<String> {
+pub fn resource_type_of(raw: &RawValue) -> Option<String> {
     match leading_resource_type(raw) {
         Some(resource_type) => Some(resource_type.to_owned()),
         None => head(raw).and_then(|h| h.resource_type),
@@ -167,15 +186,14 @@ fn read_bundle<T: DeserializeOwned>(envelope: Envelope<'_>, expected: &str) -> P
     });
     let mut read = ReadResources { resources: Vec::new(), skipped: Vec::new(), others: Vec::new(), next_page };
     for (position, entry) in envelope.entry.unwrap_or_default().into_iter().enumerate() {
-        if !is_object(entry) {
+        let ObjectOr::Object(entry) = entry else {
             read.skipped.push(SkippedResource { resource_type: "entry".into(), id: None, position });
             continue;
-        }
-        match serde_json::from_str::<EntryEnvelope<'_>>(entry.get()) {
-            Ok(EntryEnvelope { search: Some(EntrySearch { mode: Some(mode) }), .. }) if mode == "outcome" => {}
-            Ok(EntryEnvelope { resource: Some(resource), .. }) => collect(resource, expected, position, &mut read),
-            Ok(EntryEnvelope { resource: None, .. }) => {}
-            Err(_) => read.skipped.push(SkippedResource { resource_type: "entry".into(), id: None, position }),
+        };
+        match (entry.is_outcome(), entry.resource) {
+            (Ok(true), _) | (Ok(false), None) => {}
+            (Ok(false), Some(resource)) => collect(resource, expected, position, &mut read),
+            (Err(()), _) => read.skipped.push(SkippedResource { resource_type: "entry".into(), id: None, position }),
         }
     }
     PrefetchValue::Read(read)
@@ -202,7 +220,7 @@ fn collect<T: DeserializeOwned>(raw: &RawValue, expected: &str, position: usize,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fhir_sdk::r4b::resources::Condition;
+    use crate::fhir::views::Condition;
 
     fn raw(json: &str) -> Box<RawValue> {
         RawValue::from_string(json.to_owned()).expect("valid JSON")

@@ -1,14 +1,14 @@
-//! The patient record as the EHR sent it: typed fhir-sdk resources per prefetch key, plus what
-//! could not be read.
+//! The patient record as the EHR sent it: the views of its resources per prefetch key, plus
+//! what could not be read.
 
 use std::collections::HashMap;
 
-use fhir_sdk::r4b::resources::{
-    Condition, Medication, MedicationRequest, Observation, Patient, Procedure, QuestionnaireResponse, ServiceRequest,
-};
 use serde_json::value::RawValue;
 
 use super::prefetch::{self, FailureKind, PrefetchValue, SkippedResource};
+use super::views::{
+    Condition, Medication, MedicationRequest, Observation, Patient, Procedure, QuestionnaireResponse, ServiceRequest,
+};
 use crate::knee::facts::RecordSource;
 
 /// The prefetch keys of the contract (fixed names).
@@ -179,6 +179,7 @@ impl PatientRecord {
                         record.medications = read
                             .others
                             .iter()
+                            .filter(|raw| prefetch::resource_type_of(raw).as_deref() == Some("Medication"))
                             .filter_map(|raw| serde_json::from_str::<Medication>(raw.get()).ok())
                             .collect();
                     }

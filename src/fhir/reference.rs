@@ -1,6 +1,6 @@
 //! Helpers over FHIR references and codeable concepts.
 
-use fhir_sdk::r4b::types::{CodeableConcept, Reference};
+use super::views::{CodeableConcept, Reference};
 
 /// The id of the Patient a reference points to (`Patient/123`, an absolute URL ending in
 /// `Patient/123`, with or without `/_history/n`), or `None` for anything else.
@@ -20,7 +20,7 @@ pub fn belongs_to(subject: Option<&Reference>, patient_id: &str) -> bool {
 
 /// Every (system, code) pair of a concept.
 pub fn codings(concept: &CodeableConcept) -> impl Iterator<Item = (&str, &str)> {
-    concept.coding.iter().flatten().filter_map(|c| Some((c.system.as_deref()?, c.code.as_deref()?)))
+    concept.coding.iter().filter_map(|c| Some((c.system.as_deref()?, c.code.as_deref()?)))
 }
 
 /// A short human description of a concept: its text, else its first display, else its first code.
@@ -28,13 +28,13 @@ pub fn describe(concept: &CodeableConcept) -> String {
     if let Some(text) = concept.text.as_deref() {
         return text.to_owned();
     }
-    let first = concept.coding.iter().flatten().next();
+    let first = concept.coding.first();
     first.and_then(|c| c.display.clone().or_else(|| c.code.clone())).unwrap_or_else(|| "(uncoded)".to_owned())
 }
 
 /// The first coding code of a concept, for status-like concepts (clinicalStatus...).
 pub fn first_code(concept: Option<&CodeableConcept>) -> Option<&str> {
-    concept?.coding.iter().flatten().find_map(|c| c.code.as_deref())
+    concept?.coding.iter().find_map(|c| c.code.as_deref())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::json::ObjectOr;
 
 /// A hook request after the envelope checks.
 #[derive(Debug)]
@@ -69,7 +70,9 @@ struct Envelope {
     #[serde(rename = "hookInstance")]
     hook_instance: Option<serde_json::Value>,
     context: Option<HashMap<String, Box<RawValue>>>,
-    prefetch: Option<Box<RawValue>>,
+    /// Split into its keys in the envelope's one pass over the body; each value stays raw
+    /// (`fhir::prefetch` reads each on its own).
+    prefetch: Option<ObjectOr<HashMap<String, Box<RawValue>>>>,
     #[serde(rename = "fhirServer")]
     fhir_server: Option<serde_json::Value>,
     #[serde(rename = "fhirAuthorization")]
@@ -131,9 +134,10 @@ impl HookRequest {
         let mut context = envelope.context.ok_or_else(|| bad("context is required and must be an object"))?;
         let prefetch = match envelope.prefetch {
             None => HashMap::new(),
-            Some(raw) if raw.get().trim() == "null" => HashMap::new(),
-            Some(raw) => serde_json::from_str::<HashMap<String, Box<RawValue>>>(raw.get())
-                .map_err(|_| bad("prefetch must be an object whose keys are the service's prefetch keys"))?,
+            Some(ObjectOr::Object(keys)) => keys,
+            Some(ObjectOr::NotAnObject) => {
+                return Err(bad("prefetch must be an object whose keys are the service's prefetch keys"));
+            }
         };
         let fhir_server = match envelope.fhir_server {
             None | Some(serde_json::Value::Null) => None,
@@ -224,6 +228,29 @@ mod tests {
         let body = r#"{"hook":"patient-view","hookInstance":"a-1","context":{"userId":"u","patientId":"p"},
             "fhirAuthorization":["s3cr3t", "Bearer"]}"#;
         assert!(message(body).starts_with("fhirAuthorization must be an object"));
+    }
+
+    #[test]
+    fn a_prefetch_that_is_not_an_object_is_named_in_the_error() {
+        for prefetch in ["[]", "[1, {\"a\": 2}]", "\"patient\"", "42", "-1.5", "true"] {
+            let body = format!(
+                r#"{{"hook":"patient-view","hookInstance":"a-1","context":{{"userId":"u","patientId":"p"}},"prefetch":{prefetch}}}"#
+            );
+            assert!(message(&body).starts_with("prefetch must be an object"), "{prefetch}");
+        }
+    }
+
+    #[test]
+    fn a_null_prefetch_is_no_prefetch_and_each_key_stays_raw() {
+        let base = r#"{"hook":"patient-view","hookInstance":"a-1","context":{"userId":"u","patientId":"p"}"#;
+        let none = HookRequest::parse(format!(r#"{base},"prefetch":null}}"#).as_bytes()).expect("valid");
+        assert!(none.prefetch.is_empty());
+        let some = HookRequest::parse(
+            format!(r#"{base},"prefetch":{{"patient":{{"resourceType":"Patient"}},"x":null}}}}"#).as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(some.prefetch["patient"].get(), r#"{"resourceType":"Patient"}"#);
+        assert_eq!(some.prefetch["x"].get(), "null");
     }
 
     #[test]
