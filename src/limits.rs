@@ -10,21 +10,24 @@ use std::time::{Duration, Instant};
 /// counts as one level). Reads bytes only, so it is safe to run before parsing.
 pub fn json_depth_exceeds(body: &[u8], max_depth: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
+            b'"' => {
+                // Jump over the string (most of a FHIR body: narratives, codes) to its closing
+                // quote, skipping escaped characters.
+                at += 1;
+                loop {
+                    let Some(offset) = memchr::memchr2(b'"', b'\\', &body[at..]) else {
+                        return false; // an unterminated string: the parser reports it
+                    };
+                    at += offset;
+                    if body[at] == b'"' {
+                        break;
+                    }
+                    at = (at + 2).min(body.len());
+                }
             }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max_depth {
@@ -34,6 +37,7 @@ pub fn json_depth_exceeds(body: &[u8], max_depth: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     false
 }
@@ -116,6 +120,19 @@ mod tests {
         assert!(json_depth_exceeds(nested(65).as_bytes(), 64));
         assert!(!json_depth_exceeds(br#"{"a": {"b": [1, {"c": 2}]}}"#, 4));
         assert!(json_depth_exceeds(br#"{"a": {"b": [1, {"c": 2}]}}"#, 3));
+    }
+
+    #[test]
+    fn escaped_quotes_and_backslashes_do_not_end_a_string() {
+        // ["a \" [[[... \\", "{{{..."]: the brackets are inside the strings.
+        let inside = format!(r#"["a \" {} \\", "{}"]"#, "[".repeat(10), "{".repeat(10));
+        assert!(!json_depth_exceeds(inside.as_bytes(), 1));
+        // ["\\", [[[: the string ends after the escaped backslash, the brackets count.
+        let after = format!(r#"["\\", {}]"#, "[".repeat(3));
+        assert!(json_depth_exceeds(after.as_bytes(), 3));
+        for truncated in [r#"["abc"#, r#"["abc\"#, r#""\"#] {
+            assert!(!json_depth_exceeds(truncated.as_bytes(), 1), "{truncated}");
+        }
     }
 
     #[test]
