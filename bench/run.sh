@@ -10,6 +10,7 @@ PORT="${BENCH_PORT:-18090}"
 SECONDS_EACH="${BENCH_SECONDS:-10}"
 OUT=bench/out
 mkdir -p "$OUT"
+rm -f "$OUT"/audit.db*
 
 command -v oha >/dev/null || cargo install oha --locked
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
@@ -19,6 +20,7 @@ target/release/examples/bench_payloads write "$OUT"
 # One load generator is one client: lift the per-client rate limit for the benchmark.
 POPLITEAL__SERVER__PORT="$PORT" POPLITEAL__LOG__FORMAT=json APP_ENVIRONMENT=local \
   POPLITEAL__LIMITS__REQUESTS_PER_SECOND=10000000 POPLITEAL__LIMITS__BURST=10000000 \
+  POPLITEAL__DATABASE__URL="sqlite://$OUT/audit.db?mode=rwc" \
   target/release/popliteal > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
@@ -48,6 +50,9 @@ run() { # name, oha arguments...
 
 PEAK_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
 kill $SERVER; wait $SERVER 2>/dev/null || true
+# The audit trail at this load: records written, and dropped because the queue was full.
+AUDIT_DROPPED=$(grep -c 'audit record dropped' "$OUT/server.log" || true)
+AUDITED=$(python3 -c "import sqlite3; print(sqlite3.connect('$OUT/audit.db').execute('select count(*) from audit_invocation').fetchone()[0])")
 PARSE_LARGE=$(target/release/examples/bench_payloads parse-floor "$OUT/large.json" 5 2)
 PARSE_SMALL=$(target/release/examples/bench_payloads parse-floor "$OUT/small.json" 5 2)
 TOKENIZE_LARGE=$(target/release/examples/bench_payloads parse-floor "$OUT/large.json" 5 2 ignored)
@@ -68,4 +73,5 @@ HEALTH_SAT=$(jq '.summary.requestsPerSec | floor' "$OUT/health-saturation.json")
   echo "- small patient-view at saturation / parse floor: $(( 100 * SMALL_SAT / PARSE_SMALL ))%"
   echo "- large patient-view at saturation / GET /health: $(( 100 * LARGE_SAT / HEALTH_SAT ))%"
   echo "- server peak memory (VmHWM): $(( PEAK_KB / 1024 )) MB (target < 100 MB)"
+  echo "- audit records dropped (queue full) over all runs: $AUDIT_DROPPED of $(( AUDITED + AUDIT_DROPPED ))"
 } | tee -a "$OUT/results.md"

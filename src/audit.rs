@@ -230,7 +230,7 @@ async fn write_loop(
 }
 
 /// The most records written in one transaction.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// `first` and whatever else is already queued, up to a batch.
 fn with_queued(first: AuditRecord, receiver: &mut mpsc::Receiver<AuditRecord>) -> Vec<AuditRecord> {
