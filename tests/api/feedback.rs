@@ -338,11 +338,8 @@ async fn a_summary_window_with_from_equal_to_to_is_empty_and_a_reversed_one_is_r
     assert_eq!(response.status().as_u16(), 200);
 
     // One microsecond the wrong way round is a reversed window: the client swapped them.
-    let text = outcome_text(
-        app.get(&format!("{SUMMARY}?from=2026-11-24T12:00:00.000001Z&to={instant}")).await,
-        400,
-    )
-    .await;
+    let text =
+        outcome_text(app.get(&format!("{SUMMARY}?from=2026-11-24T12:00:00.000001Z&to={instant}")).await, 400).await;
     assert_eq!(text, "from must not be after to");
 }
 
