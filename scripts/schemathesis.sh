@@ -69,9 +69,14 @@ timeout --signal=INT "$MAX_SECONDS" \
     --workers 1 \
     ${SCHEMATHESIS_ARGS:-} || status=$?
 
-if grep -q '"level":"ERROR"\|panicked' "$LOG"; then
+# Any error or panic the server logged fails the run, but one: actix-http answers a request head
+# it cannot parse (schemathesis probes the server with a NUL byte in a header) with a bare 400
+# before the application sees it, and logs that at ERROR ("stream error: request parse error").
+# The client's mistake, refused; only that exact line is let through.
+PARSE_ERROR='"message":"stream error: request parse error: [^"]*","target":"actix_http::h1::dispatcher"'
+if grep '"level":"ERROR"\|panicked' "$LOG" | grep -v "$PARSE_ERROR" >/dev/null; then
   echo "the server logged errors or a panic (see $LOG):" >&2
-  grep '"level":"ERROR"\|panicked' "$LOG" | head -20 >&2
+  grep '"level":"ERROR"\|panicked' "$LOG" | grep -v "$PARSE_ERROR" | head -20 >&2
   status=1
 fi
 exit "$status"

@@ -59,9 +59,12 @@ fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
 }
 
+/// A stored string: not only white space (Unicode's White_Space, what `trim` removes), at most
+/// `limit` characters, and without U+0000, which PostgreSQL cannot store in text.
 fn non_empty_string<'a>(value: Option<&'a Value>, at: &str, limit: usize) -> Result<Option<&'a str>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.contains('\0') => Err(bad(format!("{at} must not contain U+0000"))),
         Some(Value::String(text)) if !text.trim().is_empty() && text.chars().count() <= limit => Ok(Some(text)),
         Some(_) => Err(bad(format!("{at} must be a non-empty string of at most {limit} characters"))),
     }

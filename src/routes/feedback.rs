@@ -11,6 +11,8 @@ use crate::startup::AppState;
 
 /// The summary's window when `from` is not given.
 const DEFAULT_WINDOW_DAYS: i64 = 30;
+/// The earliest instant RFC 3339 can write.
+const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
 
 fn service(state: &AppState, id: &str) -> Result<ServiceKind, ApiError> {
     state
@@ -61,7 +63,7 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, Ap
 }
 
 /// `GET /cds-services/{id}/feedback/summary?from=&to=`: cards shown in `[from, to)` (RFC 3339;
-/// default the last 30 days) by topic and indicator, accepted and overridden, override reasons.
+/// default the last 30 days; `from` equal to `to` is an empty window, `from` after `to` a 400) by topic and indicator, accepted and overridden, override reasons.
 #[tracing::instrument(name = "feedback summary", skip_all, fields(service_id = %id))]
 pub async fn summary(
     state: web::Data<AppState>,
@@ -72,9 +74,15 @@ pub async fn summary(
     let window = web::Query::<Window>::from_query(request.query_string())
         .map_err(|_| ApiError::BadRequest("the query string must be from=...&to=... (RFC 3339)".into()))?;
     let to = instant(window.to.as_deref(), "to")?.unwrap_or_else(OffsetDateTime::now_utc);
-    let from = instant(window.from.as_deref(), "from")?.unwrap_or(to - Duration::days(DEFAULT_WINDOW_DAYS));
-    if from >= to {
-        return Err(ApiError::BadRequest("from must be before to".into()));
+    // The default start stays within what RFC 3339 can write (years 0000 to 9999): the summary
+    // names its window.
+    let from = instant(window.from.as_deref(), "from")?.unwrap_or_else(|| {
+        to.checked_sub(Duration::days(DEFAULT_WINDOW_DAYS)).map_or(EARLIEST, |from| from.max(EARLIEST))
+    });
+    // `[from, to)` with `from` equal to `to` is an empty window: a valid question with zeros for
+    // an answer. A window that ends before it starts is a client's mistake (the two swapped).
+    if from > to {
+        return Err(ApiError::BadRequest("from must not be after to".into()));
     }
     let summary = state.store.summary(service.id(), from, to).await?;
     Ok(HttpResponse::Ok().json(summary))

@@ -262,7 +262,30 @@ async fn the_summary_shows_real_figures_after_a_scripted_run_of_cards_and_feedba
     assert_eq!(before["topics"], json!([]));
 }
 
+/// PostgreSQL cannot store U+0000 in text: such a comment or code is the client's error (400
+/// naming the field), on every backend alike, never a database failure.
+async fn a_nul_character_in_feedback_text_is_a_400_naming_the_field(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let app = spawn_app_on(&database, |_| {}).await;
+    let card = uuid::Uuid::new_v4().to_string();
+    let mut item = feedback_item(&card, "overridden", &now_rfc3339());
+    item["overrideReason"] = json!({"userComment": "duplex done\u{0} yesterday"});
+    let text = outcome_text(post_feedback(&app, vec![item.clone()]).await, 400).await;
+    assert_eq!(text, "feedback[0].overrideReason.userComment must not contain U+0000");
+    item["overrideReason"] = json!({"reason": {"system": "https://popliteal.dev/CodeSystem/override-reason",
+                                               "code": "\u{0}"}});
+    let text = outcome_text(post_feedback(&app, vec![item.clone()]).await, 400).await;
+    assert_eq!(text, "feedback[0].overrideReason.reason.code must not contain U+0000");
+    assert!(database.store().feedback(SERVICE_ID).await.expect("readable").is_empty(), "nothing stored");
+
+    // Without it the same comment is stored.
+    item["overrideReason"] = json!({"userComment": "duplex done yesterday"});
+    assert_eq!(post_feedback(&app, vec![item]).await.status().as_u16(), 200);
+    assert_eq!(database.store().feedback(SERVICE_ID).await.expect("readable").len(), 1);
+}
+
 on_both_backends!(
+    a_nul_character_in_feedback_text_is_a_400_naming_the_field,
     feedback_on_a_card_is_stored_and_joined_to_the_card,
     an_override_keeps_its_reason_and_comment,
     the_same_item_sent_twice_is_stored_once,
@@ -295,6 +318,40 @@ async fn the_summary_window_is_checked() {
         let summary: serde_json::Value = response.json().await.expect("JSON");
         assert_eq!(summary["from"], "2026-11-01T00:00:00+01:00");
     }
+}
+
+#[tokio::test]
+async fn a_summary_window_with_from_equal_to_to_is_empty_and_a_reversed_one_is_refused() {
+    let app = spawn_app().await;
+    let instant = "2026-11-24T12:00:00Z";
+    let response = app.get(&format!("{SUMMARY}?from={instant}&to={instant}")).await;
+    assert_eq!(response.status().as_u16(), 200, "[t, t) is a valid, empty window");
+    let summary: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!((summary["from"].as_str(), summary["to"].as_str()), (Some(instant), Some(instant)));
+    for count in ["invocations", "cards", "accepted", "overridden", "feedbackOnUnknownCards"] {
+        assert_eq!(summary[count], 0, "{count}");
+    }
+    assert_eq!(summary["topics"], json!([]));
+
+    // The same instant written with another offset is the same window.
+    let response = app.get(&format!("{SUMMARY}?from={instant}&to=2026-11-24T13:00:00%2B01:00")).await;
+    assert_eq!(response.status().as_u16(), 200);
+
+    // One microsecond the wrong way round is a reversed window: the client swapped them.
+    let text =
+        outcome_text(app.get(&format!("{SUMMARY}?from=2026-11-24T12:00:00.000001Z&to={instant}")).await, 400).await;
+    assert_eq!(text, "from must not be after to");
+}
+
+#[tokio::test]
+async fn a_summary_that_ends_in_year_0_starts_there_and_names_its_window_in_rfc_3339() {
+    let app = spawn_app().await;
+    // The default start (30 days before `to`) cannot go before what RFC 3339 can write.
+    let response = app.get(&format!("{SUMMARY}?to=0000-01-01T00:00:00Z")).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let summary: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(summary["from"], "0000-01-01T00:00:00Z");
+    assert_eq!(summary["to"], "0000-01-01T00:00:00Z");
 }
 
 #[tokio::test]

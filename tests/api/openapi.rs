@@ -289,3 +289,45 @@ async fn error_answers_conform_to_the_operation_outcome_schema() {
 
     assert_eq!(statuses, [400, 404, 412, 413, 401, 429, 503]);
 }
+
+/// Strings at the edge of "not only white space": every Unicode White_Space character (what the
+/// service trims), and characters one regex dialect or another counts as `\s` but Unicode does
+/// not (U+FEFF for ECMA-262, U+001C..U+001F for Python), alone, repeated and next to a letter.
+fn edge_strings() -> Vec<String> {
+    let white: Vec<char> = (0..=0x10FFFF_u32).filter_map(char::from_u32).filter(|c| c.is_whitespace()).collect();
+    assert_eq!(white.len(), 25, "Unicode's White_Space property");
+    let others = ['\u{feff}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}', '\u{180e}', '\u{200b}', '\u{0}', 'x'];
+    let mut strings = Vec::new();
+    for c in white.iter().chain(&others) {
+        strings.extend([c.to_string(), format!("{c}{c}"), format!("{c}x"), format!("x{c}")]);
+    }
+    strings.push(white.iter().collect());
+    strings
+}
+
+#[tokio::test]
+async fn the_document_and_the_service_agree_on_which_strings_are_only_white_space() {
+    let document = document();
+    let coding = named(&document, "FeedbackCoding");
+    let context = named(&document, "ContextString");
+    let app = spawn_app().await;
+    for text in edge_strings() {
+        let blank = text.chars().all(char::is_whitespace);
+        // Feedback is stored: U+0000 is refused there too (PostgreSQL cannot store it).
+        let storable = !blank && !text.contains('\0');
+        assert_eq!(coding.is_valid(&json!({"system": text, "code": "c"})), storable, "FeedbackCoding {text:?}");
+        assert_eq!(context.is_valid(&json!(text)), !blank, "ContextString {text:?}");
+
+        let item = json!({"card": "5a0c2a4e-3bc4-4bd0-9a51-b0b7b3f5f9a1", "outcome": "overridden",
+                          "outcomeTimestamp": "2026-11-24T12:00:00Z",
+                          "overrideReason": {"reason": {"system": "s", "code": text, "display": text}}});
+        let response = app.post_json("/cds-services/posterior-knee-pain/feedback", &json!({"feedback": [item]})).await;
+        assert_eq!(response.status().as_u16(), if storable { 200 } else { 400 }, "feedback code {text:?}");
+
+        // A hook call with nothing to evaluate: 412 once the context is read, 400 before.
+        let request = json!({"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+                             "context": {"userId": text, "patientId": "p1"}});
+        let response = app.post_json(PATIENT_VIEW, &request).await;
+        assert_eq!(response.status().as_u16(), if blank { 400 } else { 412 }, "context.userId {text:?}");
+    }
+}
