@@ -463,14 +463,7 @@ impl TestDatabase {
         match backend {
             Backend::Sqlite => {
                 let path = directory.path().join("popliteal.db");
-                TestDatabase {
-                    backend,
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    path: Some(path),
-                    directory,
-                    cleanup: None,
-                    create: None,
-                }
+                TestDatabase::sqlite(path, directory)
             }
             Backend::Postgres => {
                 let schema = unique_name();
@@ -494,14 +487,7 @@ impl TestDatabase {
         match backend {
             Backend::Sqlite => {
                 let path = directory.path().join("not-yet").join("popliteal.db");
-                TestDatabase {
-                    backend,
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    path: Some(path),
-                    directory,
-                    cleanup: None,
-                    create: None,
-                }
+                TestDatabase::sqlite(path, directory)
             }
             Backend::Postgres => {
                 let name = unique_name();
@@ -514,6 +500,18 @@ impl TestDatabase {
                     create: Some(format!("CREATE DATABASE {name}")),
                 }
             }
+        }
+    }
+
+    /// The SQLite database at `path`, inside `directory` (removed with it).
+    fn sqlite(path: PathBuf, directory: tempfile::TempDir) -> TestDatabase {
+        TestDatabase {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            path: Some(path),
+            directory,
+            cleanup: None,
+            create: None,
         }
     }
 
@@ -619,7 +617,7 @@ where
 }
 
 /// The audit records of a hookInstance, once the writer has stored them (at most 10 s).
-pub async fn audited(store: &popliteal::store::Store, hook_instance: &str) -> Vec<popliteal::store::StoredInvocation> {
+pub async fn audited(store: &popliteal::store::Store, hook_instance: &str) -> Vec<popliteal::audit::AuditRecord> {
     eventually(std::time::Duration::from_secs(10), || async {
         store.invocations(hook_instance).await.ok().filter(|found| !found.is_empty())
     })
