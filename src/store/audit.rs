@@ -2,36 +2,10 @@
 //! ambiguous failure) stores it once.
 
 use sqlx::Row;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Store, StoreError, from_micros, micros};
-use crate::audit::AuditRecord;
-
-/// An audit record read back (for operators and tests).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredInvocation {
-    pub invocation_id: String,
-    pub hook_instance: String,
-    pub service_id: String,
-    pub hook: String,
-    pub invoked_at: OffsetDateTime,
-    pub rules_version: String,
-    pub patient_hash: String,
-    pub latency_us: i64,
-    /// (prefetch key, origin), by key.
-    pub data_sources: Vec<(String, String)>,
-    /// In the order they were answered.
-    pub cards: Vec<StoredCard>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredCard {
-    pub uuid: Uuid,
-    pub topic: String,
-    pub indicator: String,
-    pub suggestions: Vec<Uuid>,
-}
+use crate::audit::{AuditRecord, AuditedCard};
 
 fn uuid_of(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Failed("a stored uuid is not a uuid".into()))
@@ -59,7 +33,8 @@ impl Store {
         Ok(())
     }
 
-    pub async fn invocations(&self, hook_instance: &str) -> Result<Vec<StoredInvocation>, StoreError> {
+    /// The audit records of a hookInstance, as they were stored (for operators and tests).
+    pub async fn invocations(&self, hook_instance: &str) -> Result<Vec<AuditRecord>, StoreError> {
         self.migrate().await?;
         let rows = sqlx::query(
             "SELECT invocation_id, hook_instance, service_id, hook, invoked_at, rules_version, patient_hash, \
@@ -98,22 +73,23 @@ impl Store {
                 .iter()
                 .map(|text| uuid_of(text))
                 .collect::<Result<Vec<Uuid>, StoreError>>()?;
-                cards.push(StoredCard {
+                cards.push(AuditedCard {
                     uuid: uuid_of(&card_uuid)?,
                     topic: card.try_get("topic")?,
                     indicator: card.try_get("indicator")?,
                     suggestions,
                 });
             }
-            invocations.push(StoredInvocation {
-                invocation_id,
+            let latency_us: i64 = row.try_get("latency_us")?;
+            invocations.push(AuditRecord {
+                invocation_id: uuid_of(&invocation_id)?,
                 hook_instance: row.try_get("hook_instance")?,
                 service_id: row.try_get("service_id")?,
                 hook: row.try_get("hook")?,
                 invoked_at: from_micros(row.try_get("invoked_at")?),
                 rules_version: row.try_get("rules_version")?,
                 patient_hash: row.try_get("patient_hash")?,
-                latency_us: row.try_get("latency_us")?,
+                latency: std::time::Duration::from_micros(u64::try_from(latency_us).unwrap_or(0)),
                 data_sources,
                 cards,
             });

@@ -33,7 +33,6 @@ use tokio::sync::OnceCell;
 use crate::configuration::DatabaseSettings;
 use crate::error::ApiError;
 
-pub use audit::StoredInvocation;
 pub use feedback::{FeedbackReceipt, StoredFeedback};
 pub use retention::Purged;
 pub use summary::{OverrideReasonCount, Summary, TopicSummary};

@@ -38,7 +38,7 @@ async fn each_hook_call_is_audited_with_its_cards_suggestions_sources_and_latenc
     assert_eq!(record.hook, "patient-view");
     assert_eq!(record.rules_version, RULES_VERSION);
     assert!((OffsetDateTime::now_utc() - record.invoked_at).abs() < time::Duration::minutes(1));
-    assert!(record.latency_us > 0 && record.latency_us < 10_000_000, "{}", record.latency_us);
+    assert!(record.latency > Duration::ZERO && record.latency < Duration::from_secs(10), "{:?}", record.latency);
 
     let patient = request["context"]["patientId"].as_str().expect("patientId");
     assert_eq!(record.patient_hash, PatientHasher::new(test_key()).hash(patient), "HMAC-SHA256 under the key");
@@ -220,8 +220,7 @@ async fn the_purge_deletes_what_is_older_than_the_retention_period(backend: Back
     assert_eq!((purged.invocations, purged.feedback), (1, 1));
     assert!(store.invocations("old").await.expect("readable").is_empty());
     let kept = store.invocations("new").await.expect("readable");
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].cards[0].suggestions, recent.cards[0].suggestions);
+    assert_eq!(kept, vec![recent.clone()], "the record reads back as it was written");
     let feedback = store.feedback(SERVICE_ID).await.expect("readable");
     assert_eq!(feedback.len(), 1);
     assert_eq!(feedback[0].card, recent.cards[0].uuid);
