@@ -16,13 +16,21 @@ pub async fn health() -> HttpResponse {
 
 /// Readiness: the catalogue is loaded and the database answers (within 2 s). Otherwise 503 with an
 /// OperationOutcome (`transient`, `Retry-After: 5`; the reason is logged, not sent). Hook calls
-/// would still be answered, but feedback would not: a load balancer should wait.
+/// would still be answered, but feedback would not: a load balancer should wait. The body counts
+/// this process's audit records (written, failed, dropped), so an operator sees what a load the
+/// database cannot keep up with costs the audit trail.
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !ServiceKind::ALL.iter().all(|kind| state.catalogue.find(kind.id()).is_some()) {
         return Err(ApiError::Unavailable("readiness: the service catalogue is not loaded".into()));
     }
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))),
+        Ok(Ok(())) => {
+            let audit = state.auditor.counts();
+            Ok(HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "audit": { "written": audit.written, "failed": audit.failed, "dropped": audit.dropped },
+            })))
+        }
         Ok(Err(error)) => Err(ApiError::Unavailable(format!("readiness: {error}"))),
         Err(_) => Err(ApiError::Unavailable("readiness: the database did not answer within 2 s".into())),
     }

@@ -1,4 +1,6 @@
-use crate::support::{Backend, spawn_app, spawn_app_with, unreachable_database_url};
+use serde_json::json;
+
+use crate::support::{Backend, eventually, spawn_app, spawn_app_with, unreachable_database_url, vignette_request};
 
 #[tokio::test]
 async fn health_answers_200_while_the_process_runs() {
@@ -16,6 +18,23 @@ async fn ready_answers_200_when_the_catalogue_is_loaded_and_the_database_answers
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test]
+async fn ready_counts_the_audit_records_this_process_has_written() {
+    let app = spawn_app().await;
+    let body: serde_json::Value = app.get("/ready").await.json().await.expect("JSON");
+    assert_eq!(body["audit"], json!({"written": 0, "failed": 0, "dropped": 0}));
+
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    assert_eq!(app.post_json("/cds-services/posterior-knee-pain", &request).await.status().as_u16(), 200);
+    let audit = eventually(std::time::Duration::from_secs(10), || async {
+        let body: serde_json::Value = app.get("/ready").await.json().await.expect("JSON");
+        (body["audit"]["written"] == 1).then_some(body["audit"].clone())
+    })
+    .await
+    .expect("the call's audit record is counted once written");
+    assert_eq!(audit, json!({"written": 1, "failed": 0, "dropped": 0}));
 }
 
 #[tokio::test]

@@ -109,12 +109,13 @@ fn the_document_is_openapi_3_1_and_every_schema_compiles() {
         "/cds-services/{id}/feedback/summary",
         "/fhir/Questionnaire/{id}",
         "/health",
+        "/ready",
         "/openapi.yaml",
     ] {
         assert!(paths.contains(&path), "{path} is not described");
     }
     // The open paths say so; the others inherit the bearer JWT requirement.
-    for path in ["/health", "/openapi.yaml", "/fhir/Questionnaire/{id}"] {
+    for path in ["/health", "/ready", "/openapi.yaml", "/fhir/Questionnaire/{id}"] {
         assert_eq!(document["paths"][path]["get"]["security"], json!([]), "{path} is open");
     }
     assert_eq!(document["components"]["securitySchemes"]["ehrJwt"]["scheme"], "bearer");
@@ -182,6 +183,7 @@ async fn discovery_health_questionnaire_feedback_and_summary_conform() {
     let app = spawn_app().await;
     conformance(&document, "/cds-services", "get", app.get("/cds-services").await).await;
     conformance(&document, "/health", "get", app.get("/health").await).await;
+    conformance(&document, "/ready", "get", app.get("/ready").await).await;
     conformance(&document, "/openapi.yaml", "get", app.get("/openapi.yaml").await).await;
     let questionnaire = app.get("/fhir/Questionnaire/posterior-knee-pain").await;
     conformance(&document, "/fhir/Questionnaire/{id}", "get", questionnaire).await;
