@@ -125,11 +125,32 @@ pub struct AuditCounts {
     pub dropped: u64,
 }
 
-#[derive(Debug, Default)]
+/// The counts, kept here for `GET /ready` and exported as the `popliteal.audit.records` metric.
+#[derive(Default)]
 struct Metrics {
     written: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    exported: crate::telemetry::Metrics,
+}
+
+impl Metrics {
+    fn written(&self, count: u64) {
+        self.written.fetch_add(count, Ordering::Relaxed);
+        self.exported.audit_records("written", count);
+    }
+
+    /// The failures so far, this one included.
+    fn failed(&self, count: u64) -> u64 {
+        self.exported.audit_records("failed", count);
+        self.failed.fetch_add(count, Ordering::Relaxed) + count
+    }
+
+    /// The drops so far, this one included.
+    fn dropped(&self) -> u64 {
+        self.exported.audit_records("dropped", 1);
+        self.dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// The handlers' side: hash, and queue without waiting.
@@ -169,7 +190,7 @@ impl Auditor {
     /// Queues a record; never waits. A full queue drops the record (logged and counted).
     pub fn submit(&self, record: AuditRecord) {
         if let Err(error) = self.sender.try_send(record) {
-            self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            let dropped = self.metrics.dropped();
             let (reason, record) = match error {
                 mpsc::error::TrySendError::Full(record) => ("the audit queue is full", record),
                 mpsc::error::TrySendError::Closed(record) => ("the audit writer has stopped", record),
@@ -177,7 +198,7 @@ impl Auditor {
             tracing::error!(
                 hook_instance = record.hook_instance.as_str(),
                 service_id = record.service_id.as_str(),
-                dropped = self.metrics.dropped.load(Ordering::Relaxed),
+                dropped,
                 "audit record dropped: {reason}"
             );
         }
@@ -253,7 +274,7 @@ async fn write(store: &Store, records: &[AuditRecord], metrics: &Metrics, timeou
         }
         match tokio::time::timeout(timeout, store.record_invocations(records)).await {
             Ok(Ok(())) => {
-                metrics.written.fetch_add(count, Ordering::Relaxed);
+                metrics.written(count);
                 return;
             }
             Ok(Err(StoreError::Unavailable(detail))) => last_error = detail,
@@ -264,7 +285,7 @@ async fn write(store: &Store, records: &[AuditRecord], metrics: &Metrics, timeou
             Err(_) => last_error = format!("the write took longer than {} ms", timeout.as_millis()),
         }
     }
-    let failed = metrics.failed.fetch_add(count, Ordering::Relaxed) + count;
+    let failed = metrics.failed(count);
     for record in records {
         tracing::error!(
             hook_instance = record.hook_instance.as_str(),

@@ -238,6 +238,7 @@ pub struct Metrics {
     feedback: Counter<u64>,
     fhir_fetch_duration: Histogram<f64>,
     fhir_fetch_failures: Counter<u64>,
+    audit_records: Counter<u64>,
 }
 
 /// Seconds: from 5 ms to 10 s.
@@ -284,6 +285,14 @@ impl Metrics {
                 .with_description("Prefetch keys that could not be read from the FHIR server, by key and reason")
                 .with_unit("{key}")
                 .build(),
+            audit_records: meter
+                .u64_counter("popliteal.audit.records")
+                .with_description(
+                    "Audit records of hook calls, by result: written, failed (not stored after the retries) or \
+                     dropped (not queued: the queue was full)",
+                )
+                .with_unit("{record}")
+                .build(),
         }
     }
 
@@ -324,6 +333,11 @@ impl Metrics {
     pub fn fhir_fetch(&self, key: &'static str, result: &'static str, elapsed: Duration) {
         self.fhir_fetch_duration
             .record(elapsed.as_secs_f64(), &[KeyValue::new("fhir.key", key), KeyValue::new("fhir.result", result)]);
+    }
+
+    /// Audit records that reached `result`: `written`, `failed` or `dropped`.
+    pub fn audit_records(&self, result: &'static str, count: u64) {
+        self.audit_records.add(count, &[KeyValue::new("audit.result", result)]);
     }
 
     /// A key that could not be read from the FHIR server, and why (`status-404`, `timeout`, ...).

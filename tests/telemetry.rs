@@ -278,8 +278,14 @@ fn run() -> &'static Run {
             let address = format!("http://127.0.0.1:{}", application.port());
             tokio::spawn(application.run_until_stopped());
             send_everything(&address, &format!("{base}/fhir"), vignettes, &mut forbidden).await;
-            // The audit writer stores in the background: let it finish.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // The audit writer stores in the background: wait until it has written.
+            let written = support::eventually(Duration::from_secs(10), || async {
+                let ready: serde_json::Value =
+                    reqwest::get(format!("{address}/ready")).await.ok()?.json().await.ok()?;
+                (ready["audit"]["written"].as_u64() > Some(0)).then_some(())
+            })
+            .await;
+            assert!(written.is_some(), "the audit writer wrote nothing within 10 s");
         });
         telemetry.flush();
 
@@ -348,6 +354,7 @@ fn spans_and_metrics_are_exported_over_otlp_with_their_names() {
         "popliteal.feedback",
         "popliteal.fhir.fetch.duration",
         "popliteal.fhir.fetch.failures",
+        "popliteal.audit.records",
     ] {
         assert!(run.metric_names.iter().any(|n| n == name), "no {name} metric in {:?}", run.metric_names);
     }
