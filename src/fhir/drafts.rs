@@ -4,11 +4,10 @@
 use serde_json::value::RawValue;
 
 use super::prefetch::{self, PrefetchValue, SkippedResource};
-use super::reference::{codings, describe};
+use super::reference::{codings, describe, laterality};
 use super::views::{CodeableConcept, MedicationRequest, ServiceRequest};
 use crate::knee::order_review::{DraftKind, DraftOrder};
 use crate::knee::orders::OrderKind;
-use crate::knee::question::Side;
 use crate::terminology::Terminology;
 
 /// The draft orders, and the entries that could not be read.
@@ -31,21 +30,12 @@ fn mentions_knee(concept: &CodeableConcept) -> bool {
         })
 }
 
-fn side_of(request: &ServiceRequest, terminology: &Terminology) -> Option<Side> {
-    request.body_site.iter().find_map(|site| {
-        [Side::Left, Side::Right, Side::Both].into_iter().find(|side| {
-            let laterality = terminology.laterality(*side);
-            codings(site).any(|(system, code)| system == laterality.system && code == laterality.code)
-        })
-    })
-}
-
 fn service_request(request: &ServiceRequest, selections: &[String], terminology: &Terminology) -> DraftOrder {
     let concept = request.code.as_ref();
     let recognised =
         concept.and_then(|c| codings(c).find_map(|(system, code)| terminology.recognise_order(system, code)));
     let kind = recognised.map_or(DraftKind::Other, |(kind, _)| DraftKind::Order(kind));
-    let side = recognised.and_then(|(_, side)| side).or_else(|| side_of(request, terminology));
+    let side = recognised.and_then(|(_, side)| side).or_else(|| laterality(&request.body_site, terminology));
     let concerns_knee = matches!(kind, DraftKind::Order(OrderKind::KneeMri | OrderKind::KneeUltrasound))
         || concept.is_some_and(mentions_knee)
         || request.reason_code.iter().any(mentions_knee);

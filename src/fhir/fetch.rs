@@ -129,10 +129,6 @@ enum Need {
     MorePages { entries: Vec<Box<RawValue>>, next: String },
 }
 
-fn resource_type(raw: &RawValue) -> Option<String> {
-    prefetch::resource_type_of(raw)
-}
-
 /// Whether a Bundle may have a `next` link: `"next"` is in its text, or an escape could spell
 /// it. A search, not a parse: most prefetch Bundles have one page, and reading each twice was
 /// an eighth of a hook call's time.
@@ -145,7 +141,7 @@ fn need(raw: Option<&RawValue>) -> Option<Need> {
     let Some(raw) = raw else {
         return Some(Need::Query);
     };
-    match resource_type(raw).as_deref() {
+    match prefetch::resource_type_of(raw).as_deref() {
         Some("OperationOutcome") => Some(Need::Query),
         Some("Bundle") if may_have_next_link(raw) => {
             let page = serde_json::from_str::<Page<'_>>(raw.get()).ok()?;
@@ -280,7 +276,7 @@ impl Fetcher<'_> {
         let body = self.get(&url).await?;
         let text = String::from_utf8(body).map_err(|_| FetchFailure::NotFhir)?;
         let raw = RawValue::from_string(text).map_err(|_| FetchFailure::NotFhir)?;
-        match resource_type(&raw).as_deref() {
+        match prefetch::resource_type_of(&raw).as_deref() {
             Some("OperationOutcome") | None => Err(FetchFailure::NotFhir),
             Some(_) => Ok(raw),
         }
@@ -392,7 +388,7 @@ pub async fn complete_prefetch(
                 let had_first_page = request
                     .prefetch
                     .get(key.prefetch_key())
-                    .is_some_and(|raw| resource_type(raw).as_deref() == Some("Bundle"));
+                    .is_some_and(|raw| prefetch::resource_type_of(raw).as_deref() == Some("Bundle"));
                 report.sources.push((key, if had_first_page { DataSource::Prefetch } else { DataSource::Unavailable }));
                 if had_first_page {
                     unfinished_pages.push(key);

@@ -5,12 +5,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::prefetch::is_safe_id;
 use super::record::{DataKey, PatientRecord};
-use super::reference::{belongs_to, codings, describe, first_code};
+use super::reference::{belongs_to, codings, describe, first_code, laterality};
 use super::time::{day, earliest, latest};
 use super::views::{CodeableConcept, Condition, MedicationRequest, Observation, Quantity, ServiceRequest};
 use crate::knee::facts::{DDimerResult, DDimerUnit, DuplexOrder, OrderState, RecordEvidence, RecordFacts};
 use crate::knee::orders::OrderKind;
-use crate::knee::question::Side;
 use crate::knee::windows;
 use crate::terminology::{CodeList, Terminology};
 
@@ -248,14 +247,7 @@ fn duplex_order(order: &ServiceRequest, terminology: &Terminology, now: OffsetDa
             Some((OrderKind::VenousDuplex, side)) => Some(side),
             _ => None,
         })?;
-    let side = side_from_code.or_else(|| {
-        order.body_site.iter().find_map(|site| {
-            [Side::Left, Side::Right, Side::Both].into_iter().find(|side| {
-                let laterality = terminology.laterality(*side);
-                codings(site).any(|(system, code)| system == laterality.system && code == laterality.code)
-            })
-        })
-    });
+    let side = side_from_code.or_else(|| laterality(&order.body_site, terminology));
     let authored = order.authored_on.as_ref();
     let state = match order.status.as_str() {
         "active" | "draft" | "on-hold" => {

@@ -1,6 +1,8 @@
 //! Helpers over FHIR references and codeable concepts.
 
 use super::views::{CodeableConcept, Reference};
+use crate::knee::question::Side;
+use crate::terminology::Terminology;
 
 /// The id of the Patient a reference points to (`Patient/123`, an absolute URL ending in
 /// `Patient/123`, with or without `/_history/n`), or `None` for anything else.
@@ -30,6 +32,16 @@ pub fn describe(concept: &CodeableConcept) -> String {
     }
     let first = concept.coding.first();
     first.and_then(|c| c.display.clone().or_else(|| c.code.clone())).unwrap_or_else(|| "(uncoded)".to_owned())
+}
+
+/// The side a ServiceRequest's `bodySite` names with a laterality qualifier (left, right, both).
+pub fn laterality(body_site: &[CodeableConcept], terminology: &Terminology) -> Option<Side> {
+    body_site.iter().find_map(|site| {
+        [Side::Left, Side::Right, Side::Both].into_iter().find(|side| {
+            let laterality = terminology.laterality(*side);
+            codings(site).any(|(system, code)| system == laterality.system && code == laterality.code)
+        })
+    })
 }
 
 /// The first coding code of a concept, for status-like concepts (clinicalStatus...).

@@ -56,6 +56,13 @@ pub struct Period {
     pub end: Option<DateTime>,
 }
 
+impl Period {
+    /// The period as one dateTime, for when a thing happened: its end, else its start.
+    pub fn end_or_start(&self) -> Option<&DateTime> {
+        self.end.as_ref().or(self.start.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Patient {
@@ -94,7 +101,7 @@ impl Observation {
         self.effective_date_time
             .as_ref()
             .or(self.effective_instant.as_ref())
-            .or_else(|| self.effective_period.as_ref().and_then(|p| p.end.as_ref().or(p.start.as_ref())))
+            .or_else(|| self.effective_period.as_ref().and_then(Period::end_or_start))
     }
 }
 
@@ -168,9 +175,7 @@ pub struct Procedure {
 impl Procedure {
     /// `performed[x]` as one dateTime: a period's end (else start).
     pub fn performed(&self) -> Option<&DateTime> {
-        self.performed_date_time
-            .as_ref()
-            .or_else(|| self.performed_period.as_ref().and_then(|p| p.end.as_ref().or(p.start.as_ref())))
+        self.performed_date_time.as_ref().or_else(|| self.performed_period.as_ref().and_then(Period::end_or_start))
     }
 }
 
