@@ -63,7 +63,8 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, Ap
 }
 
 /// `GET /cds-services/{id}/feedback/summary?from=&to=`: cards shown in `[from, to)` (RFC 3339;
-/// default the last 30 days; `from` equal to `to` is an empty window, `from` after `to` a 400) by topic and indicator, accepted and overridden, override reasons.
+/// default the last 30 days; `from` equal to `to` is an empty window, `from` after `to` a 400)
+/// by topic and indicator, accepted and overridden, override reasons.
 #[tracing::instrument(name = "feedback summary", skip_all, fields(service_id = %id))]
 pub async fn summary(
     state: web::Data<AppState>,

@@ -17,10 +17,9 @@ impl Store {
         self.record_invocations(std::slice::from_ref(record)).await
     }
 
-    /// Stores several hook calls' audit records in one transaction: one commit per batch keeps
-    /// the writer ahead of a busy service.
-    /// Writes a batch in one transaction, with one multi-row statement per table (a statement
-    /// per row was a round trip each, and the writer fell behind at a few thousand calls/s).
+    /// Stores several hook calls' audit records in one transaction (one commit per batch), with
+    /// one multi-row statement per table: a statement per row was a round trip each, and the
+    /// writer fell behind a busy service at a few thousand calls/s.
     #[tracing::instrument(name = "store audit records", skip_all, fields(records = records.len()))]
     pub async fn record_invocations(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         let rows = AuditRows::of(records);
@@ -98,7 +97,6 @@ impl Store {
     }
 }
 
-/// Inserts one audit record inside a write transaction.
 /// A table and its columns, as `INSERT INTO` names them.
 struct Table {
     name_and_columns: &'static str,
