@@ -7,7 +7,7 @@ mod payloads;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use popliteal::catalogue::ServiceKind;
 use popliteal::configuration::{Settings, configuration_directory};
-use popliteal::evaluate::{EvaluationSettings, Fetched, Knowledge, evaluate};
+use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
 use popliteal::fhir::intake::{self, IntakePolicy};
 use popliteal::fhir::interpret;
 use popliteal::fhir::record::PatientRecord;
@@ -15,12 +15,12 @@ use popliteal::knee::facts::Situation;
 use popliteal::protocol::request::HookRequest;
 
 fn bench(c: &mut Criterion) {
+    c.bench_function("start/load the knowledge (value sets, thresholds, wording)", |b| {
+        b.iter(|| Knowledge::embedded().expect("knowledge"))
+    });
     let now = time::OffsetDateTime::now_utc();
     let settings = Settings::load_for("test", &configuration_directory()).expect("settings");
-    let knowledge = Knowledge {
-        terminology: popliteal::terminology::Terminology::embedded().expect("codes"),
-        wording: popliteal::cards::wording::Wording::embedded().expect("wording"),
-    };
+    let knowledge = Knowledge::embedded().expect("knowledge");
     let evaluation = EvaluationSettings {
         questionnaire_canonical: settings.questionnaire_canonical(),
         questionnaire_url: settings.questionnaire_public_url(),
@@ -40,14 +40,27 @@ fn bench(c: &mut Criterion) {
             now,
             age_years: Some(58),
             intake,
-            record: interpret::record_facts(&record, &patient_id, &knowledge.terminology, now),
+            record: interpret::record_facts(&record, &patient_id, &knowledge.terminology, &knowledge.thresholds, now),
         };
-        c.bench_function(&format!("{name}/rules alone"), |b| b.iter(|| popliteal::knee::assess(black_box(&situation))));
+        c.bench_function(&format!("{name}/rules alone"), |b| {
+            b.iter(|| popliteal::knee::assess(black_box(&situation), &knowledge.thresholds))
+        });
+        c.bench_function(&format!("{name}/record facts through the value sets"), |b| {
+            b.iter(|| {
+                interpret::record_facts(
+                    black_box(&record),
+                    &patient_id,
+                    &knowledge.terminology,
+                    &knowledge.thresholds,
+                    now,
+                )
+            })
+        });
         c.bench_function(&format!("{name}/request body to cards"), |b| {
             b.iter(|| {
                 let request = HookRequest::parse(black_box(&body)).expect("valid");
-                evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, now, &Fetched::default())
-                    .expect("cards")
+                let record = PatientRecord::from_prefetch(&request.prefetch);
+                evaluate(ServiceKind::PatientView, &request, &record, &knowledge, &evaluation, now).expect("cards")
             })
         });
         c.bench_function(&format!("{name}/serde_json parse only"), |b| {

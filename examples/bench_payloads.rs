@@ -64,10 +64,7 @@ fn main() {
                 &popliteal::configuration::configuration_directory(),
             )
             .expect("settings");
-            let knowledge = popliteal::evaluate::Knowledge {
-                terminology: popliteal::terminology::Terminology::embedded().expect("codes"),
-                wording: popliteal::cards::wording::Wording::embedded().expect("wording"),
-            };
+            let knowledge = popliteal::evaluate::Knowledge::embedded().expect("knowledge");
             let evaluation = popliteal::evaluate::EvaluationSettings {
                 questionnaire_canonical: settings.questionnaire_canonical(),
                 questionnaire_url: settings.questionnaire_public_url(),
@@ -77,13 +74,14 @@ fn main() {
             let started = Instant::now();
             for _ in 0..times {
                 let request = popliteal::protocol::request::HookRequest::parse(&body).expect("valid");
+                let record = popliteal::fhir::record::PatientRecord::from_prefetch(&request.prefetch);
                 let outcome = popliteal::evaluate::evaluate(
                     popliteal::catalogue::ServiceKind::PatientView,
                     &request,
+                    &record,
                     &knowledge,
                     &evaluation,
                     now,
-                    &popliteal::evaluate::Fetched::default(),
                 )
                 .expect("cards");
                 let response =

@@ -44,7 +44,7 @@ pub struct AuditRecord {
     pub patient_hash: String,
     /// From the request's arrival to the cards being ready (JSON encoding and network excluded).
     pub latency: Duration,
-    /// (prefetch key, origin: prefetch | fetched | absent | failed).
+    /// (prefetch key, provenance: sent | fetched | absent | failed:<cause> | partial:<cause>).
     pub data_sources: Vec<(String, String)>,
     pub cards: Vec<AuditedCard>,
 }
@@ -77,9 +77,9 @@ impl AuditRecord {
             patient_hash,
             latency,
             data_sources: outcome
-                .data_sources
+                .provenance
                 .iter()
-                .map(|(key, origin)| (key.prefetch_key().to_owned(), origin.as_str().to_owned()))
+                .map(|(key, provenance)| (key.prefetch_key().to_owned(), provenance.code()))
                 .collect(),
             cards: outcome
                 .cards

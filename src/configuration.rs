@@ -19,6 +19,23 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
     pub telemetry: TelemetrySettings,
+    pub terminology: TerminologySettings,
+}
+
+/// The code lists the record is read through (see `terminology`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminologySettings {
+    /// A file of the site's own codes to add to the shipped lists (one `<list> <system> <code>
+    /// [side=...] [display]` per line); empty: none. Read at start: a bad line stops the start.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub site_codes_file: Option<PathBuf>,
+}
+
+/// A path, or nothing when the value is empty (an environment variable set to "").
+fn optional_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.filter(|t| !t.trim().is_empty()).map(PathBuf::from))
 }
 
 /// Reading what the prefetch lacks from the EHR's FHIR server (`fhirServer`).

@@ -1,4 +1,5 @@
-//! One hook call, end to end, without HTTP: request -> record -> facts -> assessment -> cards.
+//! One hook call's evaluation, without HTTP or I/O: a request already checked against its
+//! service and the record already assembled -> facts -> assessment -> cards.
 
 use time::{Duration, OffsetDateTime};
 
@@ -10,19 +11,48 @@ use crate::error::ApiError;
 use crate::fhir;
 use crate::fhir::intake::{self, IntakePolicy};
 use crate::fhir::interpret;
-use crate::fhir::record::{DataKey, DataOrigin, PatientRecord};
+use crate::fhir::record::{DataKey, PatientRecord, Provenance};
 use crate::fhir::time::age_in_years;
 use crate::knee::facts::Situation;
+use crate::knee::thresholds::Thresholds;
 use crate::knee::{self, Assessment, order_review};
 use crate::protocol::card::Card;
 use crate::protocol::request::HookRequest;
 use crate::terminology::Terminology;
 
-/// The knowledge loaded once at start: code lists and card wording.
+/// The knowledge loaded once at start: code lists, clinical thresholds and card wording.
 #[derive(Debug, Clone)]
 pub struct Knowledge {
     pub terminology: Terminology,
+    pub thresholds: Thresholds,
     pub wording: Wording,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    #[error(transparent)]
+    Terminology(#[from] crate::terminology::TerminologyError),
+    #[error(transparent)]
+    Thresholds(#[from] crate::knee::thresholds::ThresholdsError),
+    #[error(transparent)]
+    Wording(#[from] crate::cards::wording::WordingError),
+}
+
+impl Knowledge {
+    /// The shipped code lists (plus a site's codes file when one is named), thresholds and
+    /// wording, each checked.
+    pub fn load(site_codes_file: Option<&std::path::Path>) -> Result<Knowledge, KnowledgeError> {
+        Ok(Knowledge {
+            terminology: Terminology::load(site_codes_file)?,
+            thresholds: Thresholds::embedded()?,
+            wording: Wording::embedded()?,
+        })
+    }
+
+    /// What ships with the service, without site codes (tests, benchmarks, fuzzing).
+    pub fn embedded() -> Result<Knowledge, KnowledgeError> {
+        Knowledge::load(None)
+    }
 }
 
 /// The settings the evaluation reads.
@@ -33,59 +63,36 @@ pub struct EvaluationSettings {
     pub stale_after_days: i64,
 }
 
-/// What the service read from `fhirServer` to complete the prefetch.
-#[derive(Debug, Clone, Default)]
-pub struct Fetched {
-    /// Keys read from the FHIR server.
-    pub keys: Vec<DataKey>,
-    /// Keys whose Bundle had more pages than were read.
-    pub unfinished_pages: Vec<DataKey>,
-}
-
 /// What an evaluation produced, with counts for the log (no content).
 #[derive(Debug)]
 pub struct Outcome {
     pub cards: Vec<Card>,
     pub skipped_resources: usize,
-    pub unavailable_keys: Vec<&'static str>,
+    /// Keys that could not be read in full.
+    pub incomplete_keys: Vec<&'static str>,
     /// Where each prefetch key's data came from (for the audit trail).
-    pub data_sources: Vec<(DataKey, DataOrigin)>,
+    pub provenance: Vec<(DataKey, Provenance)>,
 }
 
-/// Evaluates a hook request for a service.
+/// Evaluates a hook call for a service. `request` was checked with [`HookRequest::check_for`]
+/// and `record` assembled from it.
 pub fn evaluate(
     service: ServiceKind,
     request: &HookRequest,
+    record: &PatientRecord,
     knowledge: &Knowledge,
     settings: &EvaluationSettings,
     now: OffsetDateTime,
-    fetched: &Fetched,
 ) -> Result<Outcome, ApiError> {
-    if request.hook != service.hook() {
-        return Err(ApiError::BadRequest(format!(
-            "service {} answers the {} hook, not the hook sent",
-            service.id(),
-            service.hook()
-        )));
-    }
-    let mut record = PatientRecord::from_prefetch(&request.prefetch);
     if let Some(key) = record.missing_required() {
         return Err(ApiError::PreconditionFailed(format!(
             "prefetch key {} is absent, failed or unreadable, and could not be read from fhirServer",
             key.prefetch_key()
         )));
     }
-    for key in &fetched.unfinished_pages {
-        if !record.gaps.more_pages.contains(key) {
-            record.gaps.more_pages.push(*key);
-        }
-    }
     let patient_id = request.context.patient_id.as_str();
-    let patient = record.patient.as_ref();
-    if patient.and_then(|p| p.id.as_deref()).is_some_and(|id| id != patient_id) {
-        return Err(ApiError::BadRequest("prefetch.patient is not the patient named by context.patientId".into()));
-    }
-    let age_years = patient.and_then(|p| p.birth_date.as_ref()).and_then(|birth| age_in_years(birth, now.date()));
+    let age_years =
+        record.patient.as_ref().and_then(|p| p.birth_date.as_ref()).and_then(|b| age_in_years(b, now.date()));
     let policy = IntakePolicy {
         canonical: settings.questionnaire_canonical.clone(),
         stale_after: Duration::days(settings.stale_after_days),
@@ -95,28 +102,15 @@ pub fn evaluate(
         now,
         age_years,
         intake,
-        record: interpret::record_facts(&record, patient_id, &knowledge.terminology, now),
+        record: interpret::record_facts(record, patient_id, &knowledge.terminology, &knowledge.thresholds, now),
     };
-    let assessment: Assessment = knee::assess(&situation);
-    let drafts = if service.reviews_orders() {
-        if request.context.draft_orders.is_none() {
-            return Err(ApiError::BadRequest(format!(
-                "context.draftOrders is required by the {} hook",
-                service.hook()
-            )));
-        }
-        let drafts = fhir::drafts::read(
-            request.context.draft_orders.as_deref(),
-            &request.context.selections,
-            &knowledge.terminology,
-        );
-        if drafts.unreadable {
-            return Err(ApiError::BadRequest("context.draftOrders must be a Bundle of orders".into()));
-        }
-        Some(drafts)
-    } else {
-        None
-    };
+    let assessment: Assessment = knee::assess(&situation, &knowledge.thresholds);
+    let drafts = service.reviews_orders().then(|| {
+        fhir::drafts::read(request.context.draft_orders.as_deref(), &request.context.selections, &knowledge.terminology)
+    });
+    if drafts.as_ref().is_some_and(|d| d.unreadable) {
+        return Err(ApiError::BadRequest("context.draftOrders must be a Bundle of orders".into()));
+    }
     let context = CardContext {
         wording: &knowledge.wording,
         terminology: &knowledge.terminology,
@@ -129,7 +123,8 @@ pub fn evaluate(
         stale_days: settings.stale_after_days,
     };
     let report = DataReport {
-        gaps: &record.gaps,
+        provenance: &record.provenance,
+        skipped: &record.skipped,
         intake: &intake_notes,
         draft_orders_skipped: drafts.as_ref().map_or(0, |d| d.skipped.len()),
     };
@@ -142,15 +137,8 @@ pub fn evaluate(
     };
     Ok(Outcome {
         cards,
-        skipped_resources: record.gaps.skipped.len(),
-        unavailable_keys: record.gaps.unavailable.iter().map(|(key, _)| DataKey::prefetch_key(*key)).collect(),
-        data_sources: record
-            .origins()
-            .into_iter()
-            .map(|(key, origin)| match origin {
-                DataOrigin::Prefetch if fetched.keys.contains(&key) => (key, DataOrigin::Fetched),
-                other => (key, other),
-            })
-            .collect(),
+        skipped_resources: record.skipped.len(),
+        incomplete_keys: record.incomplete_keys().map(|(key, _)| key.prefetch_key()).collect(),
+        provenance: record.provenance.clone(),
     })
 }

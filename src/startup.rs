@@ -13,17 +13,15 @@ use tracing_actix_web::TracingLogger;
 
 use crate::audit::{AuditWriter, Auditor};
 use crate::auth::{AuthConfigError, Authenticator};
-use crate::cards::wording::{Wording, WordingError};
 use crate::catalogue::{Catalogue, CatalogueError};
 use crate::configuration::{CorsSettings, Settings};
 use crate::error::ApiError;
-use crate::evaluate::{EvaluationSettings, Knowledge};
+use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
 use crate::fhir::fetch::FetchPolicy;
 use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{CdsRootSpan, Metrics};
-use crate::terminology::{Terminology, TerminologyError};
 use crate::{retention, routes};
 
 /// Everything the handlers share, built once at start.
@@ -55,9 +53,7 @@ pub enum StartupError {
     #[error(transparent)]
     Catalogue(#[from] CatalogueError),
     #[error(transparent)]
-    Terminology(#[from] TerminologyError),
-    #[error(transparent)]
-    Wording(#[from] WordingError),
+    Knowledge(#[from] KnowledgeError),
     #[error("the Questionnaire file is not valid: {0}")]
     Questionnaire(serde_json::Error),
     #[error(transparent)]
@@ -129,7 +125,7 @@ impl AppState {
         check_origins(&settings.cors)?;
         Ok(AppState {
             catalogue: Catalogue::embedded()?,
-            knowledge: Knowledge { terminology: Terminology::embedded()?, wording: Wording::embedded()? },
+            knowledge: Knowledge::load(settings.terminology.site_codes_file.as_deref())?,
             evaluation: EvaluationSettings {
                 questionnaire_canonical: settings.questionnaire_canonical(),
                 questionnaire_url: settings.questionnaire_public_url(),

@@ -316,7 +316,7 @@ fn run() -> &'static Run {
 fn no_patient_data_token_or_comment_reaches_spans_events_or_metrics() {
     let run = run();
     // The capture works: it saw the spans and fields telemetry does carry.
-    for expected in ["evaluate rules", "build cards", "parse prefetch", "fetch FHIR data", "hook_instance="] {
+    for expected in ["evaluate rules", "build cards", "assemble record", "fetch FHIR data", "hook_instance="] {
         assert!(run.seen.iter().any(|text| text.contains(expected)), "telemetry never carried {expected}");
     }
     assert!(run.forbidden.iter().any(|secret| secret == "Pat Example"), "the vignettes' patient is Pat Example");
@@ -337,9 +337,8 @@ fn spans_and_metrics_are_exported_over_otlp_with_their_names() {
     for name in [
         "POST /cds-services/{id}",
         "invoke service",
-        "complete prefetch",
+        "assemble record",
         "fetch FHIR data",
-        "parse prefetch",
         "evaluate rules",
         "build cards",
         "build order review cards",

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use popliteal::catalogue::ServiceKind;
-use popliteal::evaluate::{EvaluationSettings, Fetched, Knowledge, evaluate};
+use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
+use popliteal::fhir::record::PatientRecord;
 use popliteal::limits::json_depth_exceeds;
 use popliteal::protocol::card::CdsResponse;
 use popliteal::protocol::request::HookRequest;
@@ -15,10 +16,7 @@ use popliteal::protocol::request::HookRequest;
 /// The service's default `limits.max_json_depth`.
 const MAX_JSON_DEPTH: usize = 64;
 
-static KNOWLEDGE: LazyLock<Knowledge> = LazyLock::new(|| Knowledge {
-    terminology: popliteal::terminology::Terminology::embedded().expect("the code lists load"),
-    wording: popliteal::cards::wording::Wording::embedded().expect("the wording loads"),
-});
+static KNOWLEDGE: LazyLock<Knowledge> = LazyLock::new(|| Knowledge::embedded().expect("the knowledge loads"));
 
 static SETTINGS: LazyLock<EvaluationSettings> = LazyLock::new(|| EvaluationSettings {
     questionnaire_canonical: "http://cds.example.org/fhir/Questionnaire/posterior-knee-pain".into(),
@@ -38,7 +36,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let service =
         ServiceKind::ALL.iter().copied().find(|s| s.hook() == request.hook).unwrap_or(ServiceKind::PatientView);
-    let Ok(outcome) = evaluate(service, &request, &KNOWLEDGE, &SETTINGS, NOW, &Fetched::default()) else {
+    if request.check_for(service).is_err() {
+        return;
+    }
+    // The record as it is assembled without a FHIR server.
+    let record = PatientRecord::from_prefetch(&request.prefetch);
+    let Ok(outcome) = evaluate(service, &request, &record, &KNOWLEDGE, &SETTINGS, NOW) else {
         return;
     };
     for card in &outcome.cards {

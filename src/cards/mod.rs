@@ -1,6 +1,7 @@
-//! Assessment -> CDS Hooks cards: wording (from `cds-hooks/cards.toml`), evidence, the Wells
-//! extension, suggestions and links. Cards come most urgent first; an order is suggested once
-//! per answer, on the most urgent card that needs it.
+//! Assessment -> CDS Hooks cards: wording (from `cds-hooks/cards.toml`, typed), evidence, the
+//! Wells extension, suggestions and links. Cards come most urgent first; each order is suggested
+//! once per answer, on the most urgent card that needs it. Every summary states the plan its card
+//! recommends; pattern cards beside a critical red flag wait for it to be excluded.
 
 pub mod orders;
 pub mod why;
@@ -14,21 +15,26 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::fhir::intake::IntakeNotes;
-use crate::fhir::record::{DataGaps, DataKey};
+use crate::fhir::page::SkippedResource;
+use crate::fhir::record::{DataKey, Provenance};
 use crate::knee::dvt::{DDimerReading, DvtAssessment, Pathway, SpecialPopulation};
-use crate::knee::facts::{OrderState, RecordEvidence};
+use crate::knee::facts::{DuplexOrder, OrderState, RecordEvidence};
+use crate::knee::finding::Evidence;
 use crate::knee::order_review::{OrderReview, Uncovered};
-use crate::knee::orders::ProposedOrder;
+use crate::knee::orders::{OrderKind, ProposedOrder};
 use crate::knee::patterns::{Pattern, PatternMatch};
-use crate::knee::question::Side;
+use crate::knee::question::{Question, Side};
 use crate::knee::red_flags::{RedFlag, RedFlagKind};
 use crate::knee::wells::WellsScore;
-use crate::knee::{Assessment, Evaluation, Urgency};
+use crate::knee::{Assessment, Evaluation, Hazard, Urgency};
 use crate::protocol::card::{Card, Indicator, Link, LinkType, SelectionBehavior, Source};
 use crate::terminology::{Coding, Terminology};
 use orders::OrderContext;
-use why::{evidence_lines, format_date, wells_extension, wells_table};
-use wording::{Wording, fill};
+use why::{
+    entries, entry, evidence_lines, format_date, join_with_and, laterality_text, records_of, side_text, weeks_text,
+    wells_extension, wells_line, wells_table,
+};
+use wording::{RedFlagWording, Text, Topic, Wording};
 
 /// What the card builder needs besides the assessment.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +50,8 @@ pub struct CardContext<'a> {
 /// What could not be read, for the `data-unavailable` card.
 #[derive(Debug, Clone, Copy)]
 pub struct DataReport<'a> {
-    pub gaps: &'a DataGaps,
+    pub provenance: &'a [(DataKey, Provenance)],
+    pub skipped: &'a [(DataKey, SkippedResource)],
     pub intake: &'a IntakeNotes,
     /// Entries of `context.draftOrders` that could not be read (order hooks).
     pub draft_orders_skipped: usize,
@@ -52,7 +59,8 @@ pub struct DataReport<'a> {
 
 impl DataReport<'_> {
     fn is_empty(&self) -> bool {
-        self.gaps.is_empty()
+        self.provenance.iter().all(|(_, p)| p.is_complete())
+            && self.skipped.is_empty()
             && self.intake.other_patient_responses == 0
             && self.intake.wrong_type_answers.is_empty()
             && self.draft_orders_skipped == 0
@@ -63,205 +71,323 @@ impl DataReport<'_> {
     /// say: silence would hide that the intake sent was not read.
     fn intake_not_read(&self) -> bool {
         self.intake.other_patient_responses > 0
-            || self.gaps.skipped.iter().any(|(key, _)| *key == DataKey::QuestionnaireResponses)
+            || self.skipped.iter().any(|(key, _)| *key == DataKey::QuestionnaireResponses)
     }
+}
+
+/// How a card shows the Wells score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WellsView {
+    /// Item by item (the DVT card, or a DVT-risk card when there is no DVT card).
+    Table,
+    /// One line pointing to the DVT card.
+    Line,
 }
 
 /// A card before ordering, de-duplication and rendering.
 struct Draft {
-    topic: &'static str,
+    topic: Topic,
     urgency: Urgency,
     summary: String,
     why: Vec<String>,
-    wells: Option<WellsScore>,
-    /// Whether `wells` is shown item by item (the DVT card) or as one line (other DVT-risk cards).
-    wells_table: bool,
+    wells: Option<(WellsScore, WellsView, bool)>,
     action: String,
     notes: Vec<String>,
     orders: Vec<ProposedOrder>,
     links: Vec<Link>,
+    /// `ResourceType/id` of every record entry the card cites (never printed in its text).
+    records: Vec<String>,
+    extension: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Draft {
-    fn new(topic: &'static str, urgency: Urgency, summary: String, action: String) -> Draft {
+    fn new(topic: Topic, urgency: Urgency, summary: String, action: String) -> Draft {
         Draft {
             topic,
             urgency,
             summary,
             why: Vec::new(),
             wells: None,
-            wells_table: false,
             action,
             notes: Vec::new(),
             orders: Vec::new(),
             links: Vec::new(),
+            records: Vec::new(),
+            extension: Vec::new(),
         }
     }
-}
 
-fn side_text(wording: &Wording, side: Option<Side>) -> &str {
-    match side {
-        Some(Side::Left) => wording.phrase("side_left"),
-        Some(Side::Right) => wording.phrase("side_right"),
-        Some(Side::Both) => wording.phrase("side_both"),
-        None => wording.phrase("side_unknown"),
+    /// Notes that the card cites these record entries (their ids go to the extension).
+    fn cite<'r>(&mut self, records: impl IntoIterator<Item = &'r RecordEvidence>) {
+        for record in records {
+            if !self.records.contains(&record.reference) {
+                self.records.push(record.reference.clone());
+            }
+        }
+    }
+
+    /// The "Why" lines of a piece of evidence, citing its records.
+    fn why_from(&mut self, evidence: &[Evidence], w: &Wording) {
+        self.why.extend(evidence_lines(evidence, w));
+        self.cite(records_of(evidence));
+    }
+
+    fn show_wells(&mut self, wells: &WellsScore, view: WellsView, validated: bool) {
+        for item in &wells.items {
+            self.cite(records_of(item.finding.evidence()));
+        }
+        self.wells = Some((wells.clone(), view, validated));
     }
 }
 
-fn weeks_text(weeks: u32) -> String {
-    if weeks == 1 { "1 week".to_owned() } else { format!("{weeks} weeks") }
+fn red_flag_topic(kind: RedFlagKind) -> Topic {
+    match kind {
+        RedFlagKind::BakerCystRupture => Topic::BakerCystRupture,
+        RedFlagKind::PulmonaryEmbolism => Topic::PulmonaryEmbolism,
+        RedFlagKind::LimbIschaemia => Topic::LimbIschaemia,
+        RedFlagKind::Infection => Topic::Infection,
+        RedFlagKind::NeuroDeficit => Topic::NeuroDeficit,
+        RedFlagKind::CaudaEquina => Topic::CaudaEquina,
+        RedFlagKind::PoplitealAneurysm => Topic::PoplitealAneurysm,
+    }
 }
 
-fn describe_records(records: &[RecordEvidence]) -> String {
-    records.iter().map(why::record_text).collect::<Vec<_>>().join("; ")
+/// The wording of a red flag with one summary and one plan (all but the neurologic deficit).
+fn red_flag_wording(kind: RedFlagKind, w: &Wording) -> Option<&RedFlagWording> {
+    match kind {
+        RedFlagKind::BakerCystRupture => Some(&w.rupture),
+        RedFlagKind::PulmonaryEmbolism => Some(&w.pulmonary_embolism),
+        RedFlagKind::LimbIschaemia => Some(&w.limb_ischaemia),
+        RedFlagKind::Infection => Some(&w.infection),
+        RedFlagKind::CaudaEquina => Some(&w.cauda_equina),
+        RedFlagKind::PoplitealAneurysm => Some(&w.aneurysm),
+        RedFlagKind::NeuroDeficit => None,
+    }
+}
+
+/// "Once DVT and infection are excluded: ", naming the critical red flags a plan waits for.
+fn once_excluded(hazards: &[Hazard], w: &Wording) -> String {
+    let names: Vec<&str> = hazards
+        .iter()
+        .filter_map(|hazard| match hazard {
+            Hazard::Dvt => Some(w.dvt.excluded.as_str()),
+            Hazard::Flag(kind) => red_flag_wording(*kind, w).map(|r| r.excluded.as_str()),
+        })
+        .collect();
+    let text = if names.len() == 1 { &w.phrases.once_excluded_one } else { &w.phrases.once_excluded_many };
+    text.fill(&[("hazards", &join_with_and(&names, w))])
+}
+
+fn anticoagulated_note(draft: &mut Draft, medications: &[RecordEvidence], w: &Wording) {
+    if !medications.is_empty() {
+        draft.notes.push(w.phrases.anticoagulated.fill(&[("medications", &entries(medications, w))]));
+        draft.cite(medications);
+    }
+}
+
+fn duplex_on_order_note(draft: &mut Draft, order: &DuplexOrder, w: &Wording) {
+    draft.notes.push(w.dvt.duplex_on_order.fill(&[("entry", &entry(&order.evidence, w))]));
+    draft.cite([&order.evidence]);
+}
+
+/// The plan of the DVT card's summary: what the card recommends now.
+fn dvt_plan(dvt: &DvtAssessment, w: &Wording) -> String {
+    let d = &w.dvt;
+    if dvt.duplex_on_order.is_some() && dvt.pathway != Pathway::ConsiderAlternative {
+        return d.plan_duplex_on_order.to_string();
+    }
+    if let Some(scan) = &dvt.completed_scan {
+        return d.plan_duplex_done.fill(&[("date", &format_date(scan.evidence.date, w))]);
+    }
+    match dvt.pathway {
+        Pathway::DuplexDirect => &d.plan_duplex_direct,
+        Pathway::DuplexLikely => &d.plan_duplex,
+        Pathway::DuplexAnticoagulated => &d.plan_duplex_anticoagulated,
+        Pathway::DuplexAfterPositiveDDimer => &d.plan_duplex_positive_d_dimer,
+        Pathway::DDimerFirst => &d.plan_d_dimer_first,
+        Pathway::ConsiderAlternative => &d.plan_consider_alternative,
+        Pathway::ReadTheDDimer => &d.plan_read_d_dimer,
+        Pathway::CompleteTheScore => &d.plan_complete_score,
+    }
+    .to_string()
 }
 
 fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
-    const T: &str = "dvt-suspected";
+    let d = &w.dvt;
     let score = dvt.wells.score.to_string();
-    let side_text = side_text(w, side);
-    let summary_key = match dvt.pathway {
-        Pathway::DuplexDirect => "summary_special",
-        Pathway::ConsiderAlternative => "summary_negative_d_dimer",
-        _ if dvt.wells.likely() && dvt.wells.complete => "summary_likely",
-        _ if dvt.wells.likely() => "summary_incomplete_likely",
-        _ if dvt.wells.complete => "summary_unlikely",
-        _ => "summary_incomplete",
+    let validated = dvt.special_populations.is_empty();
+    let lead: &Text = if !validated {
+        &d.lead_not_validated
+    } else if dvt.wells.likely() && dvt.wells.complete {
+        &d.lead_likely
+    } else if dvt.wells.likely() {
+        &d.lead_incomplete_likely
+    } else if dvt.wells.complete {
+        &d.lead_unlikely
+    } else {
+        &d.lead_incomplete
     };
-    let summary = fill(w.text(T, summary_key), &[("side", side_text), ("score", &score)]);
-    let action_key = match dvt.pathway {
-        Pathway::DuplexDirect => "duplex-direct",
-        Pathway::DuplexFirst => "duplex-first",
-        Pathway::DuplexAnticoagulated => "duplex-anticoagulated",
-        Pathway::DuplexAfterPositiveDDimer => "duplex-after-positive-d-dimer",
-        Pathway::DDimerFirst => "d-dimer-first",
-        Pathway::ConsiderAlternative => "consider-alternative",
-        Pathway::CompleteTheScore => "complete-the-score",
+    let summary = format!("{} {}", lead.fill(&[("side", side_text(side, w)), ("score", &score)]), dvt_plan(dvt, w));
+    let action: &Text = match dvt.pathway {
+        Pathway::DuplexDirect => &d.action_duplex_direct,
+        Pathway::DuplexLikely => &d.action_duplex_likely,
+        Pathway::DuplexAnticoagulated => &d.action_duplex_anticoagulated,
+        Pathway::DuplexAfterPositiveDDimer => &d.action_duplex_positive_d_dimer,
+        Pathway::DDimerFirst => &d.action_d_dimer_first,
+        Pathway::ConsiderAlternative => &d.action_consider_alternative,
+        Pathway::ReadTheDDimer => &d.action_read_d_dimer,
+        Pathway::CompleteTheScore => &d.action_complete_score,
     };
-    let mut draft = Draft::new(T, dvt.urgency, summary, w.text(T, action_key).to_owned());
-    draft.why = evidence_lines(&dvt.signs, w);
-    draft.wells = Some(dvt.wells.clone());
-    draft.wells_table = true;
+    let mut draft = Draft::new(Topic::DvtSuspected, dvt.urgency, summary, action.to_string());
+    draft.why_from(&dvt.signs, w);
+    draft.show_wells(&dvt.wells, WellsView::Table, validated);
     for population in &dvt.special_populations {
-        draft.notes.push(match population {
-            SpecialPopulation::PregnantOrPostpartum => w.phrase("special_pregnancy").to_owned(),
-            SpecialPopulation::UnderEighteen(age) => fill(w.phrase("special_under_18"), &[("age", &age.to_string())]),
-        });
-    }
-    if !dvt.anticoagulants.is_empty() {
-        draft.notes.push(fill(w.phrase("anticoagulated"), &[("medications", &describe_records(&dvt.anticoagulants))]));
-    }
-    if let Some(d_dimer) = &dvt.d_dimer {
-        let date = format_date(d_dimer.result.evidence.date);
-        let result = why::record_text(&d_dimer.result.evidence);
-        let note = match &d_dimer.reading {
-            DDimerReading::Positive { cutoff, age_adjusted } | DDimerReading::Negative { cutoff, age_adjusted } => {
-                let key = if matches!(d_dimer.reading, DDimerReading::Positive { .. }) {
-                    "d_dimer_positive"
-                } else {
-                    "d_dimer_negative"
-                };
-                let adjusted = if *age_adjusted { w.phrase("age_adjusted") } else { "" };
-                fill(
-                    w.phrase(key),
-                    &[
-                        ("result", &result),
-                        ("date", &date),
-                        ("cutoff", &format!("{cutoff:.0}")),
-                        ("adjusted", adjusted),
-                    ],
-                )
+        let note = match population {
+            SpecialPopulation::PregnantOrPostpartum => {
+                d.special_pregnancy.fill(&[("sources", &pregnancy_sources(dvt, w))])
             }
-            DDimerReading::NotComparable => {
-                fill(w.phrase("d_dimer_not_comparable"), &[("result", &result), ("date", &date)])
-            }
+            SpecialPopulation::UnderEighteen(age) => d.special_under_18.fill(&[("age", &age.to_string())]),
         };
         draft.notes.push(note);
     }
+    draft.cite(&dvt.pregnancy);
+    anticoagulated_note(&mut draft, &dvt.anticoagulants, w);
+    let cutoff = format!("{:.0}", dvt.cutoff.value);
+    if let Some(d_dimer) = &dvt.d_dimer {
+        let result = entry(&d_dimer.result.evidence, w);
+        let text = match d_dimer.reading {
+            _ if !dvt.anticoagulants.is_empty() => &d.d_dimer_anticoagulated,
+            DDimerReading::Positive => &d.d_dimer_positive,
+            DDimerReading::Negative => &d.d_dimer_negative,
+            DDimerReading::NotInterpreted => &d.d_dimer_not_interpreted,
+        };
+        draft.notes.push(text.fill(&[("entry", &result), ("cutoff", &cutoff)]));
+        draft.cite([&d_dimer.result.evidence]);
+    }
+    if dvt.orders.iter().any(|order| order.kind == OrderKind::DDimer) {
+        let text = if dvt.cutoff.age_adjusted { &d.cutoff_age_adjusted } else { &d.cutoff };
+        draft.notes.push(text.fill(&[("cutoff", &cutoff)]));
+    }
     if let Some(order) = &dvt.duplex_on_order {
-        draft.notes.push(duplex_on_order_note(order, w));
+        duplex_on_order_note(&mut draft, order, w);
+    }
+    if let Some(scan) = &dvt.completed_scan {
+        draft.notes.push(d.duplex_done.fill(&[("entry", &entry(&scan.evidence, w))]));
+        draft.cite([&scan.evidence]);
     }
     for order in &dvt.other_duplex {
         let state = match order.state {
-            OrderState::Pending => "on order",
-            OrderState::Completed => "completed",
+            OrderState::Pending => &d.state_on_order,
+            OrderState::Completed => &d.state_completed,
         };
-        draft
-            .notes
-            .push(fill(w.phrase("duplex_other"), &[("order", &why::record_text(&order.evidence)), ("state", state)]));
-        if order.state == OrderState::Completed {
-            draft.notes.push(w.phrase("duplex_done_note").to_owned());
-        }
+        draft.notes.push(d.duplex_other_leg.fill(&[("entry", &entry(&order.evidence, w)), ("state", state.as_str())]));
+        draft.cite([&order.evidence]);
     }
     draft.orders = dvt.orders.clone();
     draft
 }
 
-fn duplex_on_order_note(order: &crate::knee::facts::DuplexOrder, w: &Wording) -> String {
-    fill(w.phrase("duplex_on_order"), &[("order", &why::record_text(&order.evidence))])
+/// Where the pregnancy comes from: the intake, the record (its entries), or both.
+fn pregnancy_sources(dvt: &DvtAssessment, w: &Wording) -> String {
+    let mut sources = Vec::new();
+    if dvt.pregnancy_answered {
+        sources.push(w.phrases.wells_source_questionnaire.to_string());
+    }
+    if !dvt.pregnancy.is_empty() {
+        sources.push(w.phrases.wells_source_record.fill(&[("entries", &entries(&dvt.pregnancy, w))]));
+    }
+    sources.join("; ")
 }
 
 fn red_flag_draft(flag: &RedFlag, evaluation: &Evaluation, w: &Wording) -> Draft {
-    let topic = match flag.kind {
-        RedFlagKind::BakerCystRupture => "baker-cyst-rupture",
-        RedFlagKind::PulmonaryEmbolism => "pulmonary-embolism",
-        RedFlagKind::LimbIschaemia => "limb-ischaemia",
-        RedFlagKind::Infection => "infection",
-        RedFlagKind::NeuroDeficit => "neuro-deficit",
-        RedFlagKind::CaudaEquina => "cauda-equina",
-        RedFlagKind::PoplitealAneurysm => "popliteal-aneurysm",
+    let topic = red_flag_topic(flag.kind);
+    let side = side_text(evaluation.side, w);
+    let (summary, action) = match red_flag_wording(flag.kind, w) {
+        Some(wording) => (wording.summary.fill(&[("side", side)]), wording.action.to_string()),
+        None => {
+            let summary =
+                if flag.urgency == Urgency::Critical { &w.neuro.summary_progressive } else { &w.neuro.summary };
+            (summary.fill(&[("side", side)]), w.neuro.action.to_string())
+        }
     };
-    let summary_key = if flag.kind == RedFlagKind::NeuroDeficit && flag.urgency == Urgency::Critical {
-        "summary_progressive"
-    } else {
-        "summary"
-    };
-    let summary = fill(w.text(topic, summary_key), &[("side", side_text(w, evaluation.side))]);
-    let mut draft = Draft::new(topic, flag.urgency, summary, w.text(topic, "action").to_owned());
-    draft.why = evidence_lines(&flag.evidence, w);
+    let mut draft = Draft::new(topic, flag.urgency, summary, action);
+    draft.why_from(&flag.evidence, w);
     if flag.kind.concerns_dvt_risk() {
-        draft.wells = Some(evaluation.wells.clone());
+        let validated = evaluation.dvt.as_ref().is_none_or(|d| d.special_populations.is_empty());
         // Item by item here unless the DVT card shows it.
-        draft.wells_table = evaluation.dvt.is_none();
+        let view = if evaluation.dvt.is_none() { WellsView::Table } else { WellsView::Line };
+        draft.show_wells(&evaluation.wells, view, validated);
     }
     if flag.kind == RedFlagKind::BakerCystRupture {
         if let Some(order) = evaluation.dvt.as_ref().and_then(|d| d.duplex_on_order.as_ref()) {
-            draft.notes.push(duplex_on_order_note(order, w));
+            duplex_on_order_note(&mut draft, order, w);
         }
-        if !evaluation.anticoagulants.is_empty() {
-            draft.notes.push(fill(
-                w.phrase("anticoagulated"),
-                &[("medications", &describe_records(&evaluation.anticoagulants))],
-            ));
-        }
+        anticoagulated_note(&mut draft, &evaluation.anticoagulants, w);
     }
     draft.orders = flag.orders.clone();
     draft
 }
 
 fn pattern_draft(found: &PatternMatch, evaluation: &Evaluation, w: &Wording) -> Draft {
-    let topic = match found.pattern {
-        Pattern::BakerCyst => "baker-cyst",
-        Pattern::HamstringTendinopathy => "hamstring-tendinopathy",
-        Pattern::NervePain => "nerve-pain",
+    let side = side_text(evaluation.side, w);
+    let weeks = evaluation.duration_weeks.map(|weeks| weeks_text(weeks, w)).unwrap_or_default();
+    let waits = !found.after.is_empty();
+    let once = once_excluded(&found.after, w);
+    let aneurysm = found.after.contains(&Hazard::Flag(RedFlagKind::PoplitealAneurysm));
+    let (topic, summary, action, safety_net) = match found.pattern {
+        Pattern::BakerCyst => {
+            let b = &w.baker;
+            let summary = if waits { &b.summary_after_red_flags } else { &b.summary };
+            let action = match (waits, aneurysm) {
+                (true, true) => format!("{once}{}", b.action_after_aneurysm),
+                (true, false) => format!("{once}{}", b.action_after_red_flags),
+                (false, _) => b.action.to_string(),
+            };
+            (Topic::BakerCyst, summary.fill(&[("side", side)]), action, &b.safety_net)
+        }
+        Pattern::HamstringTendinopathy => {
+            let t = &w.tendon;
+            let (summary, action) = match (waits, found.window_passed) {
+                (true, _) => (&t.summary_after_red_flags, format!("{once}{}", t.action_after_red_flags)),
+                (false, true) => (&t.summary_window_passed, t.action_window_passed.fill(&[("weeks", &weeks)])),
+                (false, false) => (&t.summary, t.action.to_string()),
+            };
+            (Topic::HamstringTendinopathy, summary.fill(&[("side", side), ("weeks", &weeks)]), action, &t.safety_net)
+        }
+        Pattern::NervePain => {
+            let n = &w.nerve;
+            let (summary, action) = if waits {
+                (&n.summary_after_red_flags, format!("{once}{}", n.action_after_red_flags))
+            } else {
+                (&n.summary, n.action.to_string())
+            };
+            (Topic::NervePain, summary.fill(&[("side", side)]), action, &n.safety_net)
+        }
     };
-    let summary = fill(w.text(topic, "summary"), &[("side", side_text(w, evaluation.side))]);
-    let mut draft = Draft::new(topic, found.urgency, summary, w.text(topic, "action").to_owned());
-    draft.why = evidence_lines(&found.cardinal, w);
-    draft.why.extend(evidence_lines(&found.supporting, w));
+    let mut draft = Draft::new(topic, found.urgency, summary, action);
+    draft.why_from(&found.cardinal, w);
+    draft.why_from(&found.supporting, w);
     for line in evidence_lines(&found.against, w) {
-        draft.why.push(format!("against: {line}"));
+        draft.why.push(w.phrases.against.fill(&[("line", &line)]));
     }
-    if let Some(weeks) = evaluation.duration_weeks {
-        draft.why.push(format!(
-            "{}: {} (intake)",
-            w.finding(crate::knee::question::Question::DurationWeeks),
-            weeks_text(weeks)
-        ));
+    draft.cite(records_of(&found.against));
+    if evaluation.duration_weeks.is_some() {
+        draft.why.push(
+            w.phrases.answered_duration.fill(&[("finding", w.finding(Question::DurationWeeks)), ("weeks", &weeks)]),
+        );
     }
     if found.pattern == Pattern::BakerCyst && evaluation.dvt.is_some() {
-        draft.notes.push(w.phrase("coexist").to_owned());
+        draft.notes.push(w.phrases.coexist.to_string());
     }
+    if let (Some(intake_side), false) = (evaluation.side, found.other_side.is_empty()) {
+        draft.notes.push(
+            w.phrases
+                .other_side
+                .fill(&[("side", laterality_text(intake_side, w)), ("entries", &entries(&found.other_side, w))]),
+        );
+        draft.cite(&found.other_side);
+    }
+    draft.notes.push(safety_net.to_string());
     draft.orders = found.orders.clone();
     draft
 }
@@ -275,28 +401,28 @@ fn evaluation_drafts(evaluation: &Evaluation, w: &Wording) -> Vec<Draft> {
     drafts.extend(evaluation.patterns.iter().map(|found| pattern_draft(found, evaluation, w)));
 
     if let Some(book) = &evaluation.book_evaluation {
-        const T: &str = "book-evaluation";
+        let b = &w.book;
         let mut reasons = Vec::new();
         if let Some(weeks) = book.duration_weeks {
-            reasons.push(fill(w.text(T, "reason_duration"), &[("weeks", &weeks_text(weeks))]));
+            reasons.push(b.reason_duration.fill(&[("weeks", &weeks_text(weeks, w))]));
         }
         if book.giving_way {
-            reasons.push(w.text(T, "reason_giving_way").to_owned());
+            reasons.push(b.reason_giving_way.to_string());
         }
-        let summary = fill(w.text(T, "summary"), &[("reasons", &reasons.join("; "))]);
-        let mut draft = Draft::new(T, book.urgency, summary, w.text(T, "action").to_owned());
-        draft.why = reasons.iter().map(|r| format!("{r} (intake)")).collect();
+        let summary = b.summary.fill(&[("reasons", &reasons.join(b.reason_separator.as_str()))]);
+        let mut draft = Draft::new(Topic::BookEvaluation, book.urgency, summary, b.action.to_string());
+        draft.why = reasons.iter().map(|reason| b.reason_line.fill(&[("reason", reason)])).collect();
         drafts.push(draft);
     }
 
     if evaluation.patterns.is_empty() {
-        const T: &str = "no-clear-pattern";
+        let n = &w.no_pattern;
+        let draft = || Draft::new(Topic::NoClearPattern, Urgency::Info, n.summary.to_string(), n.action.to_string());
         if evaluation.pattern_questions_answered {
-            drafts.push(Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), w.text(T, "action").to_owned()));
+            drafts.push(draft());
         } else if drafts.is_empty() {
-            let mut draft =
-                Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), w.text(T, "action").to_owned());
-            draft.why.push(w.text(T, "unanswered").to_owned());
+            let mut draft = draft();
+            draft.why.push(n.unanswered.to_string());
             drafts.push(draft);
         }
     }
@@ -304,25 +430,26 @@ fn evaluation_drafts(evaluation: &Evaluation, w: &Wording) -> Vec<Draft> {
 }
 
 fn intake_draft(stale: Option<Option<OffsetDateTime>>, knee_pain: &[RecordEvidence], ctx: &CardContext<'_>) -> Draft {
-    const T: &str = "intake-missing";
     let w = ctx.wording;
+    let i = &w.intake;
     let summary = match stale {
-        None => w.text(T, "summary_missing").to_owned(),
-        Some(Some(authored)) => fill(w.text(T, "summary_stale"), &[("date", &format_date(Some(authored.date())))]),
-        Some(None) => w.text(T, "summary_stale_undated").to_owned(),
+        None => i.summary_missing.to_string(),
+        Some(Some(authored)) => i.summary_stale.fill(&[("date", &format_date(Some(authored.date()), w))]),
+        Some(None) => i.summary_stale_undated.to_string(),
     };
-    let mut draft = Draft::new(T, Urgency::Info, summary, w.text(T, "action").to_owned());
+    let mut draft = Draft::new(Topic::IntakeMissing, Urgency::Info, summary, i.action.to_string());
     if !knee_pain.is_empty() {
-        draft.why.push(fill(w.text(T, "knee_pain"), &[("conditions", &describe_records(knee_pain))]));
+        draft.why.push(i.knee_pain.fill(&[("entries", &entries(knee_pain, w))]));
+        draft.cite(knee_pain);
     }
     if let Some(authored) = stale {
-        draft.why.push(fill(
-            w.text(T, "stale"),
-            &[("date", &format_date(authored.map(|a| a.date()))), ("days", &ctx.stale_days.to_string())],
-        ));
+        draft.why.push(
+            i.stale
+                .fill(&[("date", &format_date(authored.map(|a| a.date()), w)), ("days", &ctx.stale_days.to_string())]),
+        );
     }
     draft.links.push(Link {
-        label: w.text(T, "link_label").to_owned(),
+        label: i.link_label.to_string(),
         url: ctx.questionnaire_url.to_owned(),
         link_type: LinkType::Absolute,
     });
@@ -330,37 +457,33 @@ fn intake_draft(stale: Option<Option<OffsetDateTime>>, knee_pain: &[RecordEviden
 }
 
 fn data_draft(report: &DataReport<'_>, w: &Wording) -> Draft {
-    const T: &str = "data-unavailable";
-    let mut draft = Draft::new(T, Urgency::Info, w.text(T, "summary").to_owned(), String::new());
-    draft.why = why::data_report_lines(report.gaps, report.intake, w);
-    if report.draft_orders_skipped > 0 {
-        draft.why.push(fill(w.text(T, "draft_orders_skipped"), &[("count", &report.draft_orders_skipped.to_string())]));
-    }
-    draft.action = fill(
-        w.phrase("not_assessed_record"),
-        &[("data", &report.gaps.unavailable.iter().map(|(key, _)| key.description()).collect::<Vec<_>>().join(", "))],
-    );
-    if report.gaps.unavailable.is_empty() {
-        draft.action.clear();
+    let d = &w.data;
+    let incomplete = why::incomplete_data(report, w);
+    let action = if incomplete.is_empty() { String::new() } else { d.not_assessed.fill(&[("data", &incomplete)]) };
+    let mut draft = Draft::new(Topic::DataUnavailable, Urgency::Info, d.summary.to_string(), action);
+    draft.why = why::data_report_lines(report, w);
+    if let Some(skipped) = why::skipped_extension(report) {
+        draft.extension.push(("dev.popliteal.skipped", skipped));
     }
     draft
 }
 
-/// Suggests each order once, on the first (most urgent) card that needs it.
+/// Suggests each order once, on the first (most urgent) card that needs it; later cards say
+/// where it is.
 fn suggest_each_order_once(drafts: &mut [Draft], ctx: &CardContext<'_>) {
-    let mut suggested: Vec<(ProposedOrder, &'static str)> = Vec::new();
+    let w = ctx.wording;
+    let mut suggested: Vec<(OrderKind, Topic)> = Vec::new();
     for draft in drafts.iter_mut() {
         let mut kept = Vec::new();
         for order in std::mem::take(&mut draft.orders) {
-            let earlier = suggested.iter().find(|(o, _)| o.kind == order.kind && o.side == order.side);
-            match earlier {
+            match suggested.iter().find(|(kind, _)| *kind == order.kind) {
                 Some((_, topic)) => {
-                    let label = orders::label(&order, ctx.terminology, ctx.wording);
-                    let card = ctx.wording.topic(topic).display.clone();
-                    draft.notes.push(fill(ctx.wording.phrase("see_other_card"), &[("order", &label), ("card", &card)]));
+                    let name = orders::name(&order, ctx.terminology, w);
+                    let card = w.header(*topic).display;
+                    draft.notes.push(w.phrases.see_other_card.fill(&[("order", &name), ("card", card)]));
                 }
                 None => {
-                    suggested.push((order.clone(), draft.topic));
+                    suggested.push((order.kind, draft.topic));
                     kept.push(order);
                 }
             }
@@ -391,31 +514,33 @@ fn limit_summary(summary: String) -> String {
 
 fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
     let w = ctx.wording;
-    let topic = w.topic(draft.topic);
+    let header = w.header(draft.topic);
     let mut detail = Vec::new();
     if !draft.why.is_empty() {
         detail.push(format!(
             "**{}**\n\n{}",
-            w.phrase("why"),
+            w.phrases.why,
             draft.why.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n")
         ));
     }
-    if let Some(wells) = &draft.wells {
-        detail.push(if draft.wells_table { wells_table(wells, w) } else { why::wells_line(wells, w) });
+    if let Some((wells, view, validated)) = &draft.wells {
+        detail.push(match view {
+            WellsView::Table => wells_table(wells, *validated, w),
+            WellsView::Line => wells_line(wells, *validated, w),
+        });
     }
     if !draft.action.is_empty() {
-        detail.push(format!("**{}**\n\n{}", w.phrase("what_to_do"), draft.action));
+        detail.push(format!("**{}**\n\n{}", w.phrases.what_to_do, draft.action));
     }
     detail.extend(draft.notes);
-    let references: Vec<_> = topic.references.iter().filter_map(|r| w.reference(r)).collect();
+    let references: Vec<_> = header.references.iter().filter_map(|r| w.reference(r)).collect();
+    let topic = topic_coding(draft.topic, w);
     let source = match references.first() {
-        Some(primary) => {
-            Source { label: primary.label.clone(), url: Some(primary.url.clone()), topic: topic_coding(draft.topic, w) }
-        }
-        None => Source { label: w.source_label.clone(), url: None, topic: topic_coding(draft.topic, w) },
+        Some(primary) => Source { label: primary.label.clone(), url: Some(primary.url.clone()), topic },
+        None => Source { label: w.source_label.clone(), url: None, topic },
     };
     if let Some(primary) = references.first() {
-        detail.push(format!("Source: [{}]({})", primary.label, primary.url));
+        detail.push(w.phrases.source.fill(&[("label", &primary.label), ("url", &primary.url)]));
     }
     let mut links = draft.links;
     links.extend(references.iter().map(|r| Link {
@@ -423,17 +548,21 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
         url: r.url.clone(),
         link_type: LinkType::Absolute,
     }));
-    let default_reason = topic.display.clone();
     let suggestions = draft
         .orders
         .iter()
-        .map(|order| orders::suggestion(order, &default_reason, ctx.order, ctx.terminology, w))
+        .map(|order| orders::suggestion(order, header.display, ctx.order, ctx.terminology, w))
         .collect::<Result<Vec<_>, _>>()?;
-    let extension = draft.wells.as_ref().map(|wells| {
-        let mut map = serde_json::Map::new();
-        map.insert("dev.popliteal.wells".to_owned(), wells_extension(wells));
-        map
-    });
+    let mut extension = serde_json::Map::new();
+    if let Some((wells, _, _)) = &draft.wells {
+        extension.insert("dev.popliteal.wells".to_owned(), wells_extension(wells));
+    }
+    if !draft.records.is_empty() {
+        extension.insert("dev.popliteal.records".to_owned(), json!(draft.records));
+    }
+    for (key, value) in draft.extension {
+        extension.insert(key.to_owned(), value);
+    }
     Ok(Card {
         uuid: Uuid::new_v4(),
         summary: limit_summary(draft.summary),
@@ -442,14 +571,25 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
         source,
         selection_behavior: (!suggestions.is_empty()).then_some(SelectionBehavior::Any),
         suggestions,
-        override_reasons: topic.override_reasons.iter().map(|r| w.override_reason(r)).collect(),
+        override_reasons: header.override_reasons.iter().map(|r| w.override_reason(r)).collect(),
         links,
-        extension,
+        extension: (!extension.is_empty()).then_some(extension),
     })
 }
 
-fn topic_coding(topic: &str, w: &Wording) -> Coding {
-    Coding { system: w.topic_system.clone(), code: topic.to_owned(), display: Some(w.topic(topic).display.clone()) }
+fn topic_coding(topic: Topic, w: &Wording) -> Coding {
+    Coding {
+        system: w.topic_system.clone(),
+        code: topic.code().to_owned(),
+        display: Some(w.header(topic).display.to_owned()),
+    }
+}
+
+/// Most urgent first; within an indicator, the order of `topic_order` (the three patterns share
+/// one place and keep their ranking by evidence).
+fn sort(drafts: &mut [Draft], w: &Wording) {
+    let pattern_rank = w.rank(Topic::BakerCyst);
+    drafts.sort_by_key(|d| (Reverse(d.urgency), if d.topic.is_pattern() { pattern_rank } else { w.rank(d.topic) }));
 }
 
 /// Builds the cards for an assessment, most urgent first.
@@ -463,13 +603,7 @@ pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext
         Assessment::IntakeNeeded { stale, knee_pain_on_record } => vec![intake_draft(*stale, knee_pain_on_record, ctx)],
         Assessment::Evaluated(evaluation) => evaluation_drafts(evaluation, ctx.wording),
     };
-    // Patterns keep their ranking among themselves: they share one rank.
-    let pattern_rank = ctx.wording.rank("baker-cyst");
-    let rank = |topic: &str| match topic {
-        "baker-cyst" | "hamstring-tendinopathy" | "nerve-pain" => pattern_rank,
-        other => ctx.wording.rank(other),
-    };
-    drafts.sort_by_key(|d| (Reverse(d.urgency), rank(d.topic)));
+    sort(&mut drafts, ctx.wording);
     if !report.is_empty() {
         drafts.push(data_draft(report, ctx.wording));
     }
@@ -477,23 +611,11 @@ pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext
     drafts.into_iter().map(|draft| render(draft, ctx)).collect()
 }
 
-fn order_draft(
-    topic: &'static str,
-    summary: String,
-    uncovered: &Uncovered,
-    evidence: Vec<String>,
-    wells: Option<&WellsScore>,
-    w: &Wording,
-) -> Draft {
-    let mut draft = Draft::new(topic, uncovered.urgency, summary, w.text(topic, "order_action").to_owned());
-    draft.why = evidence;
-    if let Some(wells) = wells {
-        draft.wells = Some(wells.clone());
-        draft.wells_table = true;
-    }
+fn order_draft(topic: Topic, summary: String, action: &Text, knee_note: &Text, uncovered: &Uncovered) -> Draft {
+    let mut draft = Draft::new(topic, uncovered.urgency, summary, action.to_string());
     if !uncovered.knee_treatments.is_empty() {
         let orders: Vec<&str> = uncovered.knee_treatments.iter().map(|d| d.description.as_str()).collect();
-        draft.notes.push(fill(w.text(topic, "order_knee_treatments"), &[("orders", &orders.join("; "))]));
+        draft.notes.push(knee_note.fill(&[("orders", &orders.join("; "))]));
     }
     draft.orders = uncovered.missing.clone();
     draft
@@ -513,7 +635,7 @@ pub fn build_order_review(
         OrderReview::IntakeNeeded(Assessment::IntakeNeeded { stale, knee_pain_on_record }) => {
             let mut draft = intake_draft(*stale, knee_pain_on_record, ctx);
             if stale.is_none() && knee_pain_on_record.is_empty() {
-                draft.summary = w.text("intake-missing", "summary_orders").to_owned();
+                draft.summary = w.intake.summary_orders.to_string();
             }
             vec![draft]
         }
@@ -521,35 +643,48 @@ pub fn build_order_review(
         OrderReview::Reviewed { evaluation, dvt, nerve_deficit, other_red_flags } => {
             let mut drafts = Vec::new();
             if let (Some(uncovered), Some(assessment)) = (dvt, evaluation.dvt.as_ref()) {
-                let key = if uncovered.missing.iter().any(|o| o.kind == crate::knee::orders::OrderKind::DDimer) {
-                    "order_summary_d_dimer"
+                let summary = if uncovered.missing.iter().any(|o| o.kind == OrderKind::DDimer) {
+                    &w.dvt.order_summary_d_dimer
                 } else {
-                    "order_summary"
+                    &w.dvt.order_summary
                 };
-                let summary = fill(
-                    w.text("dvt-suspected", key),
-                    &[("side", side_text(w, evaluation.side)), ("score", &assessment.wells.score.to_string())],
+                let summary = summary
+                    .fill(&[("side", side_text(evaluation.side, w)), ("score", &assessment.wells.score.to_string())]);
+                let mut draft = order_draft(
+                    Topic::DvtSuspected,
+                    summary,
+                    &w.dvt.order_action,
+                    &w.dvt.order_knee_treatments,
+                    uncovered,
                 );
-                let evidence = evidence_lines(&assessment.signs, w);
-                drafts.push(order_draft("dvt-suspected", summary, uncovered, evidence, Some(&assessment.wells), w));
+                draft.why_from(&assessment.signs, w);
+                draft.show_wells(&assessment.wells, WellsView::Table, assessment.special_populations.is_empty());
+                drafts.push(draft);
             }
             if let Some(uncovered) = nerve_deficit {
-                let evidence: Vec<String> = evaluation
+                let mut draft = order_draft(
+                    Topic::NeuroDeficit,
+                    w.neuro.order_summary.to_string(),
+                    &w.neuro.order_action,
+                    &w.neuro.order_knee_treatments,
+                    uncovered,
+                );
+                for flag in evaluation
                     .red_flags
                     .iter()
                     .filter(|f| matches!(f.kind, RedFlagKind::NeuroDeficit | RedFlagKind::CaudaEquina))
-                    .flat_map(|f| evidence_lines(&f.evidence, w))
-                    .collect();
-                let summary = w.text("neuro-deficit", "order_summary").to_owned();
-                drafts.push(order_draft("neuro-deficit", summary, uncovered, evidence, None, w));
+                {
+                    draft.why_from(&flag.evidence, w);
+                }
+                drafts.push(draft);
             }
             drafts.extend(other_red_flags.iter().map(|flag| red_flag_draft(flag, evaluation, w)));
             drafts
         }
     };
-    drafts.sort_by_key(|d| (Reverse(d.urgency), ctx.wording.rank(d.topic)));
+    sort(&mut drafts, w);
     if !report.is_empty() {
-        drafts.push(data_draft(report, ctx.wording));
+        drafts.push(data_draft(report, w));
     }
     suggest_each_order_once(&mut drafts, ctx);
     drafts.into_iter().map(|draft| render(draft, ctx)).collect()

@@ -7,10 +7,10 @@ use fhir_sdk::r4b::resources::ServiceRequest;
 use fhir_sdk::r4b::types::{CodeableConcept, Coding as FhirCoding, Reference};
 use uuid::Uuid;
 
+use super::why::{laterality_text, side_text};
 use super::wording::Wording;
 use crate::error::ApiError;
-use crate::knee::orders::{Condition, Priority, ProposedOrder};
-use crate::knee::question::Side;
+use crate::knee::orders::{Priority, ProposedOrder};
 use crate::protocol::card::{Action, ActionType, Suggestion};
 use crate::terminology::{Coding, Terminology};
 
@@ -47,22 +47,9 @@ fn reference(text: String) -> Result<Reference, ApiError> {
     Reference::builder().reference(text).build().map_err(internal)
 }
 
-fn side_phrase(wording: &Wording, side: Option<Side>) -> &str {
-    match side {
-        Some(Side::Left) => wording.phrase("side_left"),
-        Some(Side::Right) => wording.phrase("side_right"),
-        Some(Side::Both) => wording.phrase("side_both"),
-        None => wording.phrase("side_unknown"),
-    }
-}
-
-/// The label a clinician sees for an order.
-pub fn label(order: &ProposedOrder, terminology: &Terminology, wording: &Wording) -> String {
-    let condition = match order.condition {
-        Some(Condition::IfDDimerPositive) => wording.phrase("if_d_dimer_positive"),
-        None => "",
-    };
-    format!("{}{}{}", terminology.order(order.kind).label, side_phrase(wording, order.side), condition)
+/// The name a clinician sees for an order, with its side.
+pub fn name(order: &ProposedOrder, terminology: &Terminology, wording: &Wording) -> String {
+    format!("{}{}", terminology.order(order.kind).label, side_text(order.side, wording))
 }
 
 fn service_request(
@@ -95,8 +82,8 @@ fn service_request(
         .code(concept(vec![coding(code)?], &definition.label)?)
         .reason_code(reasons);
     if let Some(side) = order.side {
-        let text = side_phrase(wording, Some(side)).trim().trim_matches(['(', ')']).to_owned();
-        builder = builder.body_site(vec![Some(concept(vec![coding(terminology.laterality(side))?], &text)?)]);
+        let text = laterality_text(side, wording);
+        builder = builder.body_site(vec![Some(concept(vec![coding(terminology.laterality(side))?], text)?)]);
     }
     if context.user_id.starts_with("Practitioner/") || context.user_id.starts_with("PractitionerRole/") {
         builder = builder.requester(reference(context.user_id.to_owned())?);
@@ -116,16 +103,16 @@ pub fn suggestion(
     terminology: &Terminology,
     wording: &Wording,
 ) -> Result<Suggestion, ApiError> {
-    let label = label(order, terminology, wording);
+    let values = [("order", terminology.order(order.kind).label.as_str()), ("side", side_text(order.side, wording))];
     let resource = service_request(order, default_reason, context, terminology, wording)?;
     Ok(Suggestion {
         uuid: Uuid::new_v4(),
         is_recommended: order.recommended,
         actions: vec![Action {
             action_type: ActionType::Create,
-            description: format!("Create a draft order: {label}"),
+            description: wording.phrases.order_description.fill(&values),
             resource: serde_json::to_value(resource).map_err(internal)?,
         }],
-        label: format!("Order: {label}"),
+        label: wording.phrases.order_label.fill(&values),
     })
 }

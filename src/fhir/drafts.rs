@@ -3,12 +3,12 @@
 
 use serde_json::value::RawValue;
 
-use super::prefetch::{self, PrefetchValue, SkippedResource};
+use super::page::{self, Entry, SkipReason, SkippedResource, Value};
 use super::reference::{codings, describe, laterality};
 use super::views::{CodeableConcept, MedicationRequest, ServiceRequest};
 use crate::knee::order_review::{DraftKind, DraftOrder};
 use crate::knee::orders::OrderKind;
-use crate::terminology::Terminology;
+use crate::terminology::{CodeList, Terminology};
 
 /// The draft orders, and the entries that could not be read.
 #[derive(Debug, Default)]
@@ -19,15 +19,13 @@ pub struct Drafts {
     pub unreadable: bool,
 }
 
-const KNEE_PAIN_ICD: &[&str] = &["M25.561", "M25.562", "M25.569"];
-
-fn mentions_knee(concept: &CodeableConcept) -> bool {
+/// Whether a concept concerns the knee: a code of the knee-pain value set, or "knee" in its
+/// text or a display.
+fn mentions_knee(concept: &CodeableConcept, terminology: &Terminology) -> bool {
     let text = concept.text.as_deref().unwrap_or_default().to_lowercase();
     text.contains("knee")
-        || concept.coding.iter().any(|c| {
-            c.display.as_deref().is_some_and(|d| d.to_lowercase().contains("knee"))
-                || c.code.as_deref().is_some_and(|code| KNEE_PAIN_ICD.contains(&code))
-        })
+        || concept.coding.iter().any(|c| c.display.as_deref().is_some_and(|d| d.to_lowercase().contains("knee")))
+        || codings(concept).any(|(system, code)| terminology.value_sets.contains(CodeList::KneePain, system, code))
 }
 
 fn service_request(request: &ServiceRequest, selections: &[String], terminology: &Terminology) -> DraftOrder {
@@ -37,8 +35,8 @@ fn service_request(request: &ServiceRequest, selections: &[String], terminology:
     let kind = recognised.map_or(DraftKind::Other, |(kind, _)| DraftKind::Order(kind));
     let side = recognised.and_then(|(_, side)| side).or_else(|| laterality(&request.body_site, terminology));
     let concerns_knee = matches!(kind, DraftKind::Order(OrderKind::KneeMri | OrderKind::KneeUltrasound))
-        || concept.is_some_and(mentions_knee)
-        || request.reason_code.iter().any(mentions_knee);
+        || concept.is_some_and(|c| mentions_knee(c, terminology))
+        || request.reason_code.iter().any(|c| mentions_knee(c, terminology));
     DraftOrder {
         kind,
         side,
@@ -53,15 +51,17 @@ fn medication_request(request: &MedicationRequest, selections: &[String], termin
     let description = concept
         .map(describe)
         .or_else(|| request.medication_reference.as_ref().and_then(|reference| reference.display.clone()));
-    let nsaid = description.as_deref().is_some_and(|text| terminology.nsaids.names_in(text))
+    let names_nsaid = |text: &str| terminology.value_sets.names_in(CodeList::Nsaids, text);
+    let nsaid = description.as_deref().is_some_and(names_nsaid)
+        || concept.is_some_and(|c| c.coding.iter().any(|coding| coding.display.as_deref().is_some_and(names_nsaid)))
         || concept.is_some_and(|c| {
-            c.coding.iter().any(|coding| coding.display.as_deref().is_some_and(|d| terminology.nsaids.names_in(d)))
+            codings(c).any(|(system, code)| terminology.value_sets.contains(CodeList::Nsaids, system, code))
         });
     DraftOrder {
         kind: if nsaid { DraftKind::Nsaid } else { DraftKind::Other },
         side: None,
         selected: is_selected("MedicationRequest", request.id.as_deref(), selections),
-        concerns_knee: request.reason_code.iter().any(mentions_knee),
+        concerns_knee: request.reason_code.iter().any(|c| mentions_knee(c, terminology)),
         description: description.unwrap_or_else(|| "MedicationRequest".to_owned()),
     }
 }
@@ -71,26 +71,41 @@ fn is_selected(resource_type: &str, id: Option<&str>, selections: &[String]) -> 
     selections.is_empty() || id.is_some_and(|id| selections.iter().any(|s| *s == format!("{resource_type}/{id}")))
 }
 
-/// Reads `context.draftOrders`.
+/// Reads `context.draftOrders`: a Bundle of ServiceRequests and MedicationRequests (or one of
+/// them). Other resources are ignored; unreadable ones (or ones with a modifier extension) are
+/// skipped and counted.
 pub fn read(value: Option<&RawValue>, selections: &[String], terminology: &Terminology) -> Drafts {
     let mut drafts = Drafts::default();
-    match prefetch::read::<ServiceRequest>(value, "ServiceRequest") {
-        PrefetchValue::Read(read) => {
-            drafts.orders.extend(read.resources.iter().map(|r| service_request(r, selections, terminology)));
-            drafts.skipped.extend(read.skipped);
-            for (position, other) in read.others.iter().enumerate() {
-                match prefetch::read::<MedicationRequest>(Some(other), "MedicationRequest") {
-                    PrefetchValue::Read(meds) => {
-                        drafts
-                            .orders
-                            .extend(meds.resources.iter().map(|m| medication_request(m, selections, terminology)));
-                        drafts.skipped.extend(meds.skipped.into_iter().map(|s| SkippedResource { position, ..s }));
-                    }
-                    PrefetchValue::Absent | PrefetchValue::Failed(_) => {}
+    let resources: Vec<(usize, &RawValue)> = match value.map(page::classify) {
+        Some(Value::Bundle(bundle)) => {
+            drafts.skipped.extend(bundle.bad_entries.iter().map(|&position| SkippedResource {
+                resource_type: "entry".into(),
+                id: None,
+                position,
+                reason: SkipReason::Unreadable,
+            }));
+            bundle.resources
+        }
+        Some(Value::Resource(resource)) => vec![(0, resource)],
+        Some(Value::Nothing | Value::Failed(_)) | None => {
+            drafts.unreadable = true;
+            return drafts;
+        }
+    };
+    for (position, raw) in resources {
+        match page::read_entry::<ServiceRequest>(raw, "ServiceRequest", position) {
+            Entry::Read(request) => drafts.orders.push(service_request(&request, selections, terminology)),
+            Entry::Skipped(skipped) => drafts.skipped.push(skipped),
+            Entry::Outcome => {}
+            Entry::Other(resource_type) if resource_type == "MedicationRequest" => {
+                match page::read_entry::<MedicationRequest>(raw, "MedicationRequest", position) {
+                    Entry::Read(request) => drafts.orders.push(medication_request(&request, selections, terminology)),
+                    Entry::Skipped(skipped) => drafts.skipped.push(skipped),
+                    Entry::Outcome | Entry::Other(_) => {}
                 }
             }
+            Entry::Other(_) => {}
         }
-        PrefetchValue::Absent | PrefetchValue::Failed(_) => drafts.unreadable = true,
     }
     drafts
 }

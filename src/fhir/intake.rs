@@ -6,7 +6,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::prefetch::is_safe_id;
+use super::page::is_safe_id;
 use super::reference;
 use super::time::{earliest, latest};
 use super::views::{AnswerValue, QuestionnaireResponse, QuestionnaireResponseItem};

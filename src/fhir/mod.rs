@@ -1,11 +1,14 @@
-//! Patient record assembly: the prefetch, read leniently into views of the elements the rules
-//! use (`views`), then interpreted into the facts the rules read.
+//! The patient record: assembled from the prefetch and the FHIR server (`assembly`, `fetch`),
+//! read leniently into views of the elements the rules use (`page`, `views`), one provenance per
+//! key (`record`), then interpreted through the value sets into the facts the rules read
+//! (`interpret`, `intake`, `drafts`).
 
+pub mod assembly;
 pub mod drafts;
 pub mod fetch;
 pub mod intake;
 pub mod interpret;
-pub mod prefetch;
+pub mod page;
 pub mod record;
 pub mod reference;
 pub mod time;

@@ -1,11 +1,10 @@
-//! The patient record as the EHR sent it: the views of its resources per prefetch key, plus
-//! what could not be read.
-
-use std::collections::HashMap;
+//! The patient record: the views of the resources of each prefetch key, and one provenance per
+//! key saying where its data came from (sent, fetched, absent, failed, partial). Built by
+//! `assembly` from the prefetch first, then the FHIR server, page by page, straight into views.
 
 use serde_json::value::RawValue;
 
-use super::prefetch::{self, FailureKind, PrefetchValue, SkippedResource};
+use super::page::{self, BundlePage, Entry, SkipReason, SkippedResource, Value};
 use super::views::{
     Condition, Medication, MedicationRequest, Observation, Patient, Procedure, QuestionnaireResponse, ServiceRequest,
 };
@@ -63,15 +62,9 @@ impl DataKey {
         matches!(self, DataKey::Patient | DataKey::QuestionnaireResponses)
     }
 
-    pub fn record_source(self) -> Option<RecordSource> {
-        match self {
-            DataKey::Conditions => Some(RecordSource::Conditions),
-            DataKey::Observations => Some(RecordSource::Observations),
-            DataKey::Medications => Some(RecordSource::Medications),
-            DataKey::ServiceRequests => Some(RecordSource::ServiceRequests),
-            DataKey::Procedures => Some(RecordSource::Procedures),
-            DataKey::Patient | DataKey::QuestionnaireResponses => None,
-        }
+    /// Whether the key is read with a search (a Bundle) rather than a read of one resource.
+    pub fn is_search(self) -> bool {
+        self != DataKey::Patient
     }
 
     /// What a clinician would call this part of the record.
@@ -86,59 +79,239 @@ impl DataKey {
             DataKey::Procedures => "procedures",
         }
     }
-}
 
-/// Why a key could not be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unavailable {
-    Absent,
-    Failed(FailureKind),
-}
-
-/// Where a key's data came from, as the audit trail records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataOrigin {
-    /// Sent by the EHR in `prefetch`.
-    Prefetch,
-    /// Read from `fhirServer` by the service.
-    Fetched,
-    /// Neither sent nor fetched.
-    Absent,
-    /// The EHR's read failed (an OperationOutcome) or the value could not be read.
-    Failed,
-}
-
-impl DataOrigin {
-    pub fn as_str(self) -> &'static str {
+    pub fn record_source(self) -> Option<RecordSource> {
         match self {
-            DataOrigin::Prefetch => "prefetch",
-            DataOrigin::Fetched => "fetched",
-            DataOrigin::Absent => "absent",
-            DataOrigin::Failed => "failed",
+            DataKey::Conditions => Some(RecordSource::Conditions),
+            DataKey::Observations => Some(RecordSource::Observations),
+            DataKey::Medications => Some(RecordSource::Medications),
+            DataKey::ServiceRequests => Some(RecordSource::ServiceRequests),
+            DataKey::Procedures => Some(RecordSource::Procedures),
+            DataKey::Patient | DataKey::QuestionnaireResponses => None,
         }
     }
 }
 
-/// What could not be read, by key. Ids only, never content.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DataGaps {
-    pub unavailable: Vec<(DataKey, Unavailable)>,
-    pub skipped: Vec<(DataKey, SkippedResource)>,
-    /// Keys whose Bundle says more pages exist that were not read.
-    pub more_pages: Vec<DataKey>,
+/// Why a key's data could not be had (in full). For logs, metrics and the audit trail: a closed
+/// set of codes; the card says which data, not why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The EHR sent an OperationOutcome: its own read failed.
+    OperationOutcome,
+    /// The value is not a FHIR resource.
+    NotAResource,
+    /// No `fhirServer` to read it from.
+    NoServer,
+    /// `fhirServer`, or a `next` link, is not an allowed origin.
+    OriginNotAllowed,
+    /// The FHIR server answered with this HTTP status.
+    Status(u16),
+    /// The fetch budget ran out.
+    Timeout,
+    Network,
+    /// The server's answer is not the FHIR expected.
+    NotFhir,
+    /// An answer larger than `fhir.max_response_bytes`.
+    TooLarge,
+    /// More pages than `fhir.page_cap`.
+    PageCap,
 }
 
-impl DataGaps {
-    pub fn is_empty(&self) -> bool {
-        self.unavailable.is_empty() && self.skipped.is_empty() && self.more_pages.is_empty()
-    }
-
-    pub fn is_unavailable(&self, key: DataKey) -> bool {
-        self.unavailable.iter().any(|(k, _)| *k == key)
+impl Cause {
+    /// For metrics, spans and the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::OperationOutcome => "operation-outcome",
+            Cause::NotAResource => "not-a-resource",
+            Cause::NoServer => "no-server",
+            Cause::OriginNotAllowed => "origin-not-allowed",
+            Cause::Status(400..=499) => "status-4xx",
+            Cause::Status(500..=599) => "status-5xx",
+            Cause::Status(_) => "status-other",
+            Cause::Timeout => "timeout",
+            Cause::Network => "network",
+            Cause::NotFhir => "not-fhir",
+            Cause::TooLarge => "too-large",
+            Cause::PageCap => "page-cap",
+        }
     }
 }
 
-/// The record of one patient, read from the prefetch.
+/// Where one key's data came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Sent by the EHR in `prefetch` (later pages, if any, read from `fhirServer`): complete.
+    Sent,
+    /// Read from `fhirServer` by the service: complete.
+    Fetched,
+    /// Not sent, and there is no `fhirServer` to read it from.
+    Absent,
+    /// Nothing could be read: the EHR's read failed, or the fetch did.
+    Failed(Cause),
+    /// Some pages were read, a later one could not be: what was read is used, the rest is unknown.
+    Partial(Cause),
+}
+
+impl Provenance {
+    /// Whether all of the key's data was read.
+    pub fn is_complete(self) -> bool {
+        matches!(self, Provenance::Sent | Provenance::Fetched)
+    }
+
+    /// Whether nothing of the key could be read.
+    pub fn is_missing(self) -> bool {
+        matches!(self, Provenance::Absent | Provenance::Failed(_))
+    }
+
+    /// For the audit trail: `sent`, `fetched`, `absent`, `failed:<cause>`, `partial:<cause>`.
+    pub fn code(self) -> String {
+        match self {
+            Provenance::Sent => "sent".into(),
+            Provenance::Fetched => "fetched".into(),
+            Provenance::Absent => "absent".into(),
+            Provenance::Failed(cause) => format!("failed:{}", cause.as_str()),
+            Provenance::Partial(cause) => format!("partial:{}", cause.as_str()),
+        }
+    }
+}
+
+/// The resources of one key, read so far.
+#[derive(Debug)]
+pub enum Resources {
+    Patient(Vec<Patient>),
+    QuestionnaireResponses(Vec<QuestionnaireResponse>),
+    Conditions(Vec<Condition>),
+    Observations(Vec<Observation>),
+    /// MedicationRequests, and the Medications `_include`d beside them.
+    Medications(Vec<MedicationRequest>, Vec<Medication>),
+    ServiceRequests(Vec<ServiceRequest>),
+    Procedures(Vec<Procedure>),
+}
+
+fn push<T>(into: &mut Vec<T>, entry: Entry<T>, skipped: &mut Vec<SkippedResource>) -> Option<String> {
+    match entry {
+        Entry::Read(resource) => into.push(resource),
+        Entry::Skipped(resource) => skipped.push(resource),
+        Entry::Outcome => {}
+        Entry::Other(resource_type) => return Some(resource_type),
+    }
+    None
+}
+
+impl Resources {
+    pub fn for_key(key: DataKey) -> Resources {
+        match key {
+            DataKey::Patient => Resources::Patient(Vec::new()),
+            DataKey::QuestionnaireResponses => Resources::QuestionnaireResponses(Vec::new()),
+            DataKey::Conditions => Resources::Conditions(Vec::new()),
+            DataKey::Observations => Resources::Observations(Vec::new()),
+            DataKey::Medications => Resources::Medications(Vec::new(), Vec::new()),
+            DataKey::ServiceRequests => Resources::ServiceRequests(Vec::new()),
+            DataKey::Procedures => Resources::Procedures(Vec::new()),
+        }
+    }
+
+    /// Reads one resource into its view. Resources of other types are ignored (an `_include`d
+    /// Medication is kept beside the MedicationRequests).
+    fn add(&mut self, raw: &RawValue, position: usize, skipped: &mut Vec<SkippedResource>) {
+        let other = match self {
+            Resources::Patient(into) => push(into, page::read_entry(raw, "Patient", position), skipped),
+            Resources::QuestionnaireResponses(into) => {
+                push(into, page::read_entry(raw, "QuestionnaireResponse", position), skipped)
+            }
+            Resources::Conditions(into) => push(into, page::read_entry(raw, "Condition", position), skipped),
+            Resources::Observations(into) => push(into, page::read_entry(raw, "Observation", position), skipped),
+            Resources::Medications(into, _) => {
+                push(into, page::read_entry(raw, "MedicationRequest", position), skipped)
+            }
+            Resources::ServiceRequests(into) => push(into, page::read_entry(raw, "ServiceRequest", position), skipped),
+            Resources::Procedures(into) => push(into, page::read_entry(raw, "Procedure", position), skipped),
+        };
+        if let (Some("Medication"), Resources::Medications(_, medications)) = (other.as_deref(), self) {
+            // An included Medication only resolves a reference; an unreadable one resolves none.
+            if let Entry::Read(medication) = page::read_entry::<Medication>(raw, "Medication", position) {
+                medications.push(medication);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Resources::Patient(v) => v.len(),
+            Resources::QuestionnaireResponses(v) => v.len(),
+            Resources::Conditions(v) => v.len(),
+            Resources::Observations(v) => v.len(),
+            Resources::Medications(v, _) => v.len(),
+            Resources::ServiceRequests(v) => v.len(),
+            Resources::Procedures(v) => v.len(),
+        }
+    }
+}
+
+/// One key's data as it is being read: the resources, what was skipped, and where the reading
+/// stands.
+#[derive(Debug)]
+pub struct KeyData {
+    pub key: DataKey,
+    pub resources: Resources,
+    pub skipped: Vec<SkippedResource>,
+    /// Entries read so far across pages (positions continue from page to page).
+    entries_seen: usize,
+}
+
+/// What one value (a prefetch value or a fetched page) gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// Read; `next` is the link to the following page, when there is one.
+    Read { next: Option<String> },
+    /// Not usable: an OperationOutcome, or not a resource.
+    Failed(Cause),
+}
+
+impl KeyData {
+    pub fn new(key: DataKey) -> KeyData {
+        KeyData { key, resources: Resources::for_key(key), skipped: Vec::new(), entries_seen: 0 }
+    }
+
+    /// Reads one value into the views: the resources of a Bundle page, or one resource.
+    pub fn read_value(&mut self, raw: &RawValue) -> PageOutcome {
+        match page::classify(raw) {
+            Value::Nothing => PageOutcome::Read { next: None },
+            Value::Failed(cause) => PageOutcome::Failed(cause),
+            Value::Resource(resource) => {
+                let position = self.entries_seen;
+                self.entries_seen += 1;
+                self.resources.add(resource, position, &mut self.skipped);
+                PageOutcome::Read { next: None }
+            }
+            Value::Bundle(page) => self.read_page(page),
+        }
+    }
+
+    fn read_page(&mut self, page: BundlePage<'_>) -> PageOutcome {
+        let offset = self.entries_seen;
+        for (position, resource) in &page.resources {
+            self.resources.add(resource, offset + position, &mut self.skipped);
+        }
+        for position in &page.bad_entries {
+            self.skipped.push(SkippedResource {
+                resource_type: "entry".into(),
+                id: None,
+                position: offset + position,
+                reason: SkipReason::Unreadable,
+            });
+        }
+        self.entries_seen += page.entry_count;
+        PageOutcome::Read { next: page.next }
+    }
+
+    /// How many resources of the key's type were read.
+    pub fn read_count(&self) -> usize {
+        self.resources.len()
+    }
+}
+
+/// The record of one patient, as read.
 #[derive(Debug, Default)]
 pub struct PatientRecord {
     pub patient: Option<Patient>,
@@ -150,83 +323,37 @@ pub struct PatientRecord {
     pub medications: Vec<Medication>,
     pub service_requests: Vec<ServiceRequest>,
     pub procedures: Vec<Procedure>,
-    pub gaps: DataGaps,
+    /// Where each key's data came from, in the order of [`DataKey::ALL`].
+    pub provenance: Vec<(DataKey, Provenance)>,
+    /// Resources that were skipped, by key. Ids only, never content.
+    pub skipped: Vec<(DataKey, SkippedResource)>,
 }
 
 impl PatientRecord {
-    /// Reads every key of the contract from a prefetch object. Never fails: what cannot be read
-    /// is listed in `gaps`, and the caller decides whether a required key is missing.
-    #[tracing::instrument(name = "parse prefetch", skip_all)]
-    pub fn from_prefetch(prefetch: &HashMap<String, Box<RawValue>>) -> PatientRecord {
-        let mut record = PatientRecord::default();
-        for key in DataKey::ALL {
-            let raw = prefetch.get(key.prefetch_key()).map(|v| &**v);
-            match key {
-                DataKey::Patient => {
-                    record.patient =
-                        record.take(*key, prefetch::read::<Patient>(raw, key.resource_type())).into_iter().next();
-                }
-                DataKey::QuestionnaireResponses => {
-                    record.questionnaire_responses = record.take(*key, prefetch::read(raw, key.resource_type()));
-                }
-                DataKey::Conditions => record.conditions = record.take(*key, prefetch::read(raw, key.resource_type())),
-                DataKey::Observations => {
-                    record.observations = record.take(*key, prefetch::read(raw, key.resource_type()));
-                }
-                DataKey::Medications => {
-                    let value = prefetch::read::<MedicationRequest>(raw, key.resource_type());
-                    if let PrefetchValue::Read(read) = &value {
-                        record.medications = read
-                            .others
-                            .iter()
-                            .filter(|raw| prefetch::resource_type_of(raw).as_deref() == Some("Medication"))
-                            .filter_map(|raw| serde_json::from_str::<Medication>(raw.get()).ok())
-                            .collect();
-                    }
-                    record.medication_requests = record.take(*key, value);
-                }
-                DataKey::ServiceRequests => {
-                    record.service_requests = record.take(*key, prefetch::read(raw, key.resource_type()));
-                }
-                DataKey::Procedures => record.procedures = record.take(*key, prefetch::read(raw, key.resource_type())),
+    /// Puts one key's data into the record.
+    pub fn insert(&mut self, data: KeyData, provenance: Provenance) {
+        let key = data.key;
+        match data.resources {
+            // A read of one Patient: a second resource is not this patient's read.
+            Resources::Patient(patients) => self.patient = patients.into_iter().next(),
+            Resources::QuestionnaireResponses(v) => self.questionnaire_responses = v,
+            Resources::Conditions(v) => self.conditions = v,
+            Resources::Observations(v) => self.observations = v,
+            Resources::Medications(requests, medications) => {
+                self.medication_requests = requests;
+                self.medications = medications;
             }
+            Resources::ServiceRequests(v) => self.service_requests = v,
+            Resources::Procedures(v) => self.procedures = v,
         }
-        record
+        self.skipped.extend(data.skipped.into_iter().map(|s| (key, s)));
+        self.provenance.retain(|(k, _)| *k != key);
+        self.provenance.push((key, provenance));
+        self.provenance.sort_by_key(|(k, _)| *k);
     }
 
-    fn take<T>(&mut self, key: DataKey, value: PrefetchValue<T>) -> Vec<T> {
-        match value {
-            PrefetchValue::Absent => {
-                self.gaps.unavailable.push((key, Unavailable::Absent));
-                Vec::new()
-            }
-            PrefetchValue::Failed(kind) => {
-                self.gaps.unavailable.push((key, Unavailable::Failed(kind)));
-                Vec::new()
-            }
-            PrefetchValue::Read(read) => {
-                self.gaps.skipped.extend(read.skipped.into_iter().map(|s| (key, s)));
-                if read.next_page {
-                    self.gaps.more_pages.push(key);
-                }
-                read.resources
-            }
-        }
-    }
-
-    /// Where each key of the contract came from.
-    pub fn origins(&self) -> Vec<(DataKey, DataOrigin)> {
-        DataKey::ALL
-            .iter()
-            .map(|key| {
-                let origin = match self.gaps.unavailable.iter().find(|(k, _)| k == key) {
-                    Some((_, Unavailable::Absent)) => DataOrigin::Absent,
-                    Some((_, Unavailable::Failed(_))) => DataOrigin::Failed,
-                    None => DataOrigin::Prefetch,
-                };
-                (*key, origin)
-            })
-            .collect()
+    pub fn provenance_of(&self, key: DataKey) -> Provenance {
+        self.provenance.iter().find(|(k, _)| *k == key).map_or(Provenance::Absent, |(_, p)| *p)
     }
 
     /// The first required key that could not be had, if any.
@@ -234,6 +361,80 @@ impl PatientRecord {
         if self.patient.is_none() {
             return Some(DataKey::Patient);
         }
-        self.gaps.unavailable.iter().map(|(key, _)| *key).find(|key| key.required())
+        DataKey::ALL.iter().copied().find(|key| key.required() && self.provenance_of(*key).is_missing())
+    }
+
+    /// Keys whose data could not be read in full: their findings are "not assessed".
+    pub fn incomplete_keys(&self) -> impl Iterator<Item = (DataKey, Provenance)> + '_ {
+        self.provenance.iter().copied().filter(|(_, provenance)| !provenance.is_complete())
+    }
+
+    /// A record from a prefetch alone, without a FHIR server (tests and benchmarks).
+    pub fn from_prefetch(prefetch: &std::collections::HashMap<String, Box<RawValue>>) -> PatientRecord {
+        let mut record = PatientRecord::default();
+        for key in DataKey::ALL {
+            let mut data = KeyData::new(*key);
+            let provenance = match prefetch.get(key.prefetch_key()) {
+                None => Provenance::Absent,
+                Some(raw) => match data.read_value(raw) {
+                    PageOutcome::Read { next: None } => Provenance::Sent,
+                    PageOutcome::Read { next: Some(_) } => Provenance::Partial(Cause::NoServer),
+                    PageOutcome::Failed(cause) => Provenance::Failed(cause),
+                },
+            };
+            record.insert(data, provenance);
+        }
+        record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).expect("valid JSON")
+    }
+
+    #[test]
+    fn pages_add_up_and_skipped_positions_continue_from_page_to_page() {
+        let mut data = KeyData::new(DataKey::Conditions);
+        let first = raw(r#"{"resourceType":"Bundle","link":[{"relation":"next","url":"https://x/2"}],"entry":[
+            {"resource":{"resourceType":"Condition","id":"a","subject":{"reference":"Patient/p"}}},
+            {"resource":{"resourceType":"Condition","id":"bad","code":1,"subject":{"reference":"Patient/p"}}}]}"#);
+        assert_eq!(data.read_value(&first), PageOutcome::Read { next: Some("https://x/2".into()) });
+        let second = raw(r#"{"resourceType":"Bundle","entry":[
+            {"resource":{"resourceType":"Condition","id":"b","subject":{"reference":"Patient/p"}}}, 7]}"#);
+        assert_eq!(data.read_value(&second), PageOutcome::Read { next: None });
+        assert_eq!(data.read_count(), 2);
+        let positions: Vec<usize> = data.skipped.iter().map(|s| s.position).collect();
+        assert_eq!(positions, vec![1, 3]);
+    }
+
+    #[test]
+    fn included_medications_are_kept_beside_the_requests() {
+        let mut data = KeyData::new(DataKey::Medications);
+        let bundle = raw(r#"{"resourceType":"Bundle","entry":[
+            {"resource":{"resourceType":"MedicationRequest","id":"r","status":"active","intent":"order",
+                "subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/m"}}},
+            {"resource":{"resourceType":"Medication","id":"m","code":{"text":"warfarin"}},"search":{"mode":"include"}}]}"#);
+        data.read_value(&bundle);
+        let mut record = PatientRecord::default();
+        record.insert(data, Provenance::Sent);
+        assert_eq!(record.medication_requests.len(), 1);
+        assert_eq!(record.medications.len(), 1);
+    }
+
+    #[test]
+    fn a_required_key_that_could_not_be_had_is_named_and_a_partial_one_is_not() {
+        let mut record = PatientRecord::default();
+        let mut patient = KeyData::new(DataKey::Patient);
+        patient.read_value(&raw(r#"{"resourceType":"Patient","id":"p"}"#));
+        record.insert(patient, Provenance::Sent);
+        record.insert(KeyData::new(DataKey::QuestionnaireResponses), Provenance::Partial(Cause::Timeout));
+        assert_eq!(record.missing_required(), None);
+        record.insert(KeyData::new(DataKey::QuestionnaireResponses), Provenance::Failed(Cause::Status(503)));
+        assert_eq!(record.missing_required(), Some(DataKey::QuestionnaireResponses));
+        assert_eq!(record.provenance_of(DataKey::QuestionnaireResponses).code(), "failed:status-5xx");
     }
 }

@@ -47,6 +47,18 @@ pub fn day(value: &DateTime) -> Option<time::Date> {
     earliest(value).map(|instant| instant.to_offset(UtcOffset::UTC).date())
 }
 
+/// The instant `months` calendar months before `now`, the day clamped to that month's length
+/// (10 months before 31 December is 28 or 29 February).
+pub fn months_before(now: OffsetDateTime, months: u32) -> OffsetDateTime {
+    let total = now.year() * 12 + i32::from(u8::from(now.month())) - 1 - i32::try_from(months).unwrap_or(i32::MAX / 2);
+    let (year, month_index) = (total.div_euclid(12), total.rem_euclid(12));
+    let Some(month) = u8::try_from(month_index + 1).ok().and_then(|m| Month::try_from(m).ok()) else {
+        return now;
+    };
+    let day = now.day().min(time::util::days_in_month(month, year));
+    time::Date::from_calendar_date(year, month, day).map_or(now, |date| now.replace_date(date))
+}
+
 /// Age in whole years on `today`, from a birth date (a partial one read as its first day).
 pub fn age_in_years(birth: &Date, today: time::Date) -> Option<u32> {
     let born = first_day(birth)?;
@@ -80,6 +92,13 @@ mod tests {
     fn an_offset_is_kept() {
         let value = DateTime::from_str("2024-05-01T23:30:00+02:00").expect("valid FHIR dateTime");
         assert_eq!(earliest(&value), Some(datetime!(2024-05-01 21:30 UTC)));
+    }
+
+    #[test]
+    fn months_are_counted_on_the_calendar_with_the_day_clamped() {
+        assert_eq!(months_before(datetime!(2026-11-30 10:00 UTC), 10), datetime!(2026-01-30 10:00 UTC));
+        assert_eq!(months_before(datetime!(2026-12-31 10:00 UTC), 10), datetime!(2026-02-28 10:00 UTC));
+        assert_eq!(months_before(datetime!(2026-03-15 10:00 UTC), 10), datetime!(2025-05-15 10:00 UTC));
     }
 
     #[test]

@@ -77,9 +77,34 @@ pub struct Condition {
     pub clinical_status: Option<CodeableConcept>,
     pub verification_status: Option<CodeableConcept>,
     pub code: Option<CodeableConcept>,
+    #[serde(default)]
+    pub body_site: Vec<CodeableConcept>,
     pub subject: Reference,
     pub onset_date_time: Option<DateTime>,
+    pub onset_period: Option<Period>,
     pub recorded_date: Option<DateTime>,
+    // abatement[x]: only whether one is there matters (an abated condition is not active).
+    abatement_date_time: Option<IgnoredAny>,
+    abatement_age: Option<IgnoredAny>,
+    abatement_period: Option<IgnoredAny>,
+    abatement_range: Option<IgnoredAny>,
+    abatement_string: Option<IgnoredAny>,
+}
+
+impl Condition {
+    /// Whether `abatement[x]` says the condition has abated (resolved, in remission).
+    pub fn abated(&self) -> bool {
+        self.abatement_date_time.is_some()
+            || self.abatement_age.is_some()
+            || self.abatement_period.is_some()
+            || self.abatement_range.is_some()
+            || self.abatement_string.is_some()
+    }
+
+    /// `onset[x]` as one dateTime when it is a date (a dateTime, or a period's start).
+    pub fn onset(&self) -> Option<&DateTime> {
+        self.onset_date_time.as_ref().or_else(|| self.onset_period.as_ref().and_then(|p| p.start.as_ref()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +135,8 @@ impl Observation {
 pub struct MedicationRequest {
     pub id: Option<String>,
     pub status: String,
+    /// `proposal`, `plan`, `order`, ... (FHIR 1..1): only an ordering intent is treatment.
+    pub intent: String,
     pub subject: Reference,
     pub authored_on: Option<DateTime>,
     pub medication_codeable_concept: Option<CodeableConcept>,
@@ -292,6 +319,36 @@ mod tests {
     }
 
     #[test]
+    fn any_abatement_makes_a_condition_abated_and_onset_reads_a_period_start() {
+        let base = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p"}});
+        let read = |extra: serde_json::Value| {
+            let mut value = base.clone();
+            value.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+            serde_json::from_value::<Condition>(value).expect("a Condition")
+        };
+        assert!(!read(json!({})).abated());
+        for abatement in [
+            json!({"abatementDateTime": "2024-01-02"}),
+            json!({"abatementAge": {"value": 50}}),
+            json!({"abatementPeriod": {"start": "2024"}}),
+            json!({"abatementRange": {"low": {"value": 1}}}),
+            json!({"abatementString": "in remission"}),
+        ] {
+            assert!(read(abatement.clone()).abated(), "{abatement}");
+        }
+        let onset = read(json!({"onsetPeriod": {"start": "2024-05-01"}}));
+        assert!(onset.onset().is_some());
+    }
+
+    #[test]
+    fn a_medication_request_without_intent_is_unreadable() {
+        let result = serde_json::from_value::<MedicationRequest>(json!({
+            "resourceType": "MedicationRequest", "status": "active", "subject": {"reference": "Patient/p"}
+        }));
+        assert!(result.is_err(), "intent is 1..1 and decides whether it is treatment");
+    }
+
+    #[test]
     fn an_answer_of_a_type_no_question_uses_is_told_apart_from_no_answer() {
         let answer: Answer = serde_json::from_value(json!({"valueString": "yes"})).expect("valid answer");
         assert_eq!(answer.value(), Some(AnswerValue::OtherType));
@@ -302,7 +359,7 @@ mod tests {
     #[test]
     fn a_contained_medication_is_found_by_its_local_id() {
         let request: MedicationRequest = serde_json::from_value(json!({
-            "resourceType": "MedicationRequest", "status": "active", "subject": {"reference": "Patient/p"},
+            "resourceType": "MedicationRequest", "status": "active", "intent": "order", "subject": {"reference": "Patient/p"},
             "medicationReference": {"reference": "#m1"},
             "contained": [
                 {"resourceType": "Organization", "id": "m1", "code": "not a concept"},

@@ -102,12 +102,33 @@ pub enum RecordSource {
 /// One resource of the record that supports a finding, described for the clinician.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordEvidence {
-    /// `ResourceType/id` (or just the resource type when it has no id).
+    /// `ResourceType/id` (or just the resource type when it has no id): for machines, never
+    /// printed in a card's text.
     pub reference: String,
-    /// What it says, e.g. the code's display, or "Body temperature 38.6 Cel".
+    /// What it says: the code's text or display.
     pub description: String,
     /// When it was recorded, authored or measured, when known.
     pub date: Option<Date>,
+    /// The side it names (its code's side, else its body site's laterality), when it names one.
+    pub side: Option<Side>,
+    /// A measured value worth quoting (a temperature, a D-dimer), already formatted.
+    pub value: Option<String>,
+}
+
+impl RecordEvidence {
+    pub fn new(reference: impl Into<String>, description: impl Into<String>, date: Option<Date>) -> RecordEvidence {
+        RecordEvidence { reference: reference.into(), description: description.into(), date, side: None, value: None }
+    }
+
+    pub fn on_side(mut self, side: Option<Side>) -> RecordEvidence {
+        self.side = side;
+        self
+    }
+
+    pub fn with_value(mut self, value: String) -> RecordEvidence {
+        self.value = Some(value);
+        self
+    }
 }
 
 /// A D-dimer result, with its unit family kept apart: FEU and DDU are never compared.
@@ -151,6 +172,8 @@ pub struct RecordFacts {
     pub previous_dvt: Vec<RecordEvidence>,
     pub leg_paresis: Vec<RecordEvidence>,
     pub recent_major_surgery: Vec<RecordEvidence>,
+    /// Active pregnancy Conditions with a recent onset: Wells is not validated.
+    pub pregnancy: Vec<RecordEvidence>,
     /// Body temperatures of 38.0 C or more in the last 48 hours.
     pub recent_fever: Vec<RecordEvidence>,
     pub d_dimers: Vec<DDimerResult>,
@@ -159,7 +182,10 @@ pub struct RecordFacts {
     pub duplex_orders: Vec<DuplexOrder>,
     pub knee_pain: Vec<RecordEvidence>,
     pub radiculopathy: Vec<RecordEvidence>,
-    /// Parts of the record that could not be read: their findings are "not assessed".
+    /// Knee osteoarthritis, Baker cyst or meniscal tear, with the side each names: the rules
+    /// keep those of the symptomatic side or without side.
+    pub baker_support: Vec<RecordEvidence>,
+    /// Parts of the record that could not be read in full: their findings are "not assessed".
     pub unavailable: BTreeSet<RecordSource>,
 }
 

@@ -68,6 +68,7 @@ impl<'a> Findings<'a> {
             Question::WellsParalysisCast => (RecordSource::Conditions, &record.leg_paresis),
             Question::WellsBedriddenSurgery => (RecordSource::Procedures, &record.recent_major_surgery),
             Question::Fever => (RecordSource::Observations, &record.recent_fever),
+            Question::PregnantOrPostpartum => (RecordSource::Conditions, &record.pregnancy),
             _ => return None,
         };
         Some((support.0, support.1.as_slice()))
@@ -109,11 +110,7 @@ mod tests {
     use crate::knee::facts::Answer;
 
     fn cancer_on_record() -> RecordEvidence {
-        RecordEvidence {
-            reference: "Condition/c1".into(),
-            description: "Malignant neoplastic disease".into(),
-            date: None,
-        }
+        RecordEvidence::new("Condition/c1", "Malignant neoplastic disease", None)
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod orders;
 pub mod patterns;
 pub mod question;
 pub mod red_flags;
+pub mod thresholds;
 pub mod wells;
 
 #[cfg(test)]
@@ -21,7 +22,8 @@ use facts::{IntakeState, Situation};
 use finding::{Evidence, Findings};
 use patterns::PatternMatch;
 use question::{Question, Side};
-use red_flags::RedFlag;
+use red_flags::{RedFlag, RedFlagKind};
+use thresholds::Thresholds;
 
 /// How urgently a finding needs the clinician.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,16 +33,13 @@ pub enum Urgency {
     Critical,
 }
 
-/// Time windows of the rules (clinical-logic.md and the questionnaire contract).
-pub mod windows {
-    /// A body temperature counts as current fever for this long.
-    pub const FEVER_HOURS: i64 = 48;
-    /// Major surgery within this many weeks scores a Wells point.
-    pub const MAJOR_SURGERY_WEEKS: i64 = 12;
-    /// A pending venous duplex authored this recently stops another being suggested.
-    pub const DUPLEX_ORDER_DAYS: i64 = 7;
-    /// A D-dimer this recent feeds the pathway.
-    pub const D_DIMER_DAYS: i64 = 7;
+/// A critical red flag that the plans of the pattern cards wait for (clinical-logic.md
+/// section 6): DVT when critical, a ruptured cyst, PE, threatened circulation, infection, cauda
+/// equina, a popliteal aneurysm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hazard {
+    Dvt,
+    Flag(RedFlagKind),
 }
 
 /// Why the clinician should book an evaluation (seed, "When to stop self-care").
@@ -80,7 +79,7 @@ pub enum Assessment {
 
 /// Evaluates a patient's situation.
 #[tracing::instrument(name = "evaluate rules", skip_all)]
-pub fn assess(situation: &Situation) -> Assessment {
+pub fn assess(situation: &Situation, thresholds: &Thresholds) -> Assessment {
     let intake = match &situation.intake {
         IntakeState::Usable(intake) => intake,
         // Without usable answers, speak only where knee pain is on the record (contract).
@@ -102,14 +101,14 @@ pub fn assess(situation: &Situation) -> Assessment {
     let duration_weeks = intake.duration_weeks();
 
     let giving_way = findings.present(Question::GivingWay);
-    let persisting = duration_weeks.is_some_and(|w| w >= patterns::PERSISTING_PAIN_WEEKS);
+    let persisting = duration_weeks.is_some_and(|w| w >= thresholds.persisting_pain_weeks.value);
     let book_evaluation = (giving_way || persisting).then(|| BookEvaluation {
         urgency: if giving_way { Urgency::Warning } else { Urgency::Info },
         duration_weeks: duration_weeks.filter(|_| persisting),
         giving_way,
     });
 
-    let dvt = dvt::assess(&findings, situation.age_years, side);
+    let dvt = dvt::assess(&findings, situation.age_years, side, thresholds);
     let mut red_flags = red_flags::assess(&findings, side);
     // A venous duplex already on order for this leg is never suggested again, by any card.
     if dvt.as_ref().is_some_and(|d| d.duplex_on_order.is_some()) {
@@ -117,14 +116,20 @@ pub fn assess(situation: &Situation) -> Assessment {
             flag.orders.retain(|order| order.kind != orders::OrderKind::VenousDuplex);
         }
     }
+    let hazards: Vec<Hazard> = dvt
+        .iter()
+        .filter(|d| d.urgency == Urgency::Critical)
+        .map(|_| Hazard::Dvt)
+        .chain(red_flags.iter().filter(|f| f.kind.waits_pattern_plans()).map(|f| Hazard::Flag(f.kind)))
+        .collect();
 
     Assessment::Evaluated(Box::new(Evaluation {
         side,
         duration_weeks,
         dvt,
-        wells: dvt::wells(&findings),
+        wells: dvt::wells(&findings, thresholds),
         red_flags,
-        patterns: patterns::assess(&findings, side, duration_weeks),
+        patterns: patterns::assess(&findings, side, duration_weeks, thresholds, &hazards),
         pattern_questions_answered: patterns::any_pattern_question_answered(&findings),
         book_evaluation,
         anticoagulants: situation.record.anticoagulants.clone(),

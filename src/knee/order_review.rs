@@ -83,12 +83,12 @@ fn dvt_review(evaluation: &Evaluation, drafts: &[DraftOrder]) -> Option<Uncovere
         d.kind == DraftKind::Order(OrderKind::VenousDuplex)
             && (d.side.is_none() || evaluation.side.is_none() || side_covers(d.side, evaluation.side))
     });
-    let d_dimer_answers_it = matches!(dvt.pathway, Pathway::DDimerFirst | Pathway::CompleteTheScore);
+    let d_dimer_answers_it =
+        matches!(dvt.pathway, Pathway::DDimerFirst | Pathway::CompleteTheScore | Pathway::ReadTheDDimer);
     if duplex_drafted || (d_dimer_answers_it && drafted(drafts, OrderKind::DDimer)) {
         return None;
     }
-    let missing: Vec<ProposedOrder> =
-        dvt.orders.iter().filter(|o| o.condition.is_none() && !drafted(drafts, o.kind)).cloned().collect();
+    let missing: Vec<ProposedOrder> = dvt.orders.iter().filter(|o| !drafted(drafts, o.kind)).cloned().collect();
     Some(Uncovered {
         urgency: Urgency::Critical,
         missing,

@@ -33,12 +33,6 @@ pub enum Priority {
     Stat,
 }
 
-/// Why an order is proposed in a conditional way ("if the D-dimer is positive").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    IfDDimerPositive,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProposedOrder {
     pub kind: OrderKind,
@@ -47,23 +41,17 @@ pub struct ProposedOrder {
     pub priority: Priority,
     /// Whether this is the recommended action among the card's suggestions.
     pub recommended: bool,
-    pub condition: Option<Condition>,
     /// The findings behind it (for `reasonCode`).
     pub reasons: Vec<Question>,
 }
 
 impl ProposedOrder {
     pub fn new(kind: OrderKind, side: Option<Side>, priority: Priority) -> ProposedOrder {
-        ProposedOrder { kind, side, priority, recommended: false, condition: None, reasons: Vec::new() }
+        ProposedOrder { kind, side, priority, recommended: false, reasons: Vec::new() }
     }
 
     pub fn recommended(mut self) -> ProposedOrder {
         self.recommended = true;
-        self
-    }
-
-    pub fn only_if(mut self, condition: Condition) -> ProposedOrder {
-        self.condition = Some(condition);
         self
     }
 

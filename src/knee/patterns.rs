@@ -2,10 +2,13 @@
 //! of features that support them. A pattern is raised by its cardinal feature or by at least
 //! two of its other features; a single minor feature raises nothing.
 
-use super::Urgency;
+use super::facts::RecordEvidence;
 use super::finding::{Evidence, Findings};
 use super::orders::{OrderKind, Priority, ProposedOrder};
 use super::question::{Question, Side};
+use super::red_flags::RedFlagKind;
+use super::thresholds::Thresholds;
+use super::{Hazard, Urgency};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pattern {
@@ -56,12 +59,6 @@ pub fn features(pattern: Pattern) -> PatternFeatures {
 
 pub const PATTERNS: &[Pattern] = &[Pattern::BakerCyst, Pattern::HamstringTendinopathy, Pattern::NervePain];
 
-/// Nerve pain lasting longer than this many weeks justifies a lumbar spine MRI.
-pub const NERVE_PAIN_IMAGING_AFTER_WEEKS: u32 = 6;
-/// Tendon pain not better after this many weeks justifies imaging, and pain this long books an
-/// evaluation (seed: "persists beyond 2-4 weeks").
-pub const PERSISTING_PAIN_WEEKS: u32 = 4;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatternMatch {
     pub pattern: Pattern,
@@ -73,6 +70,23 @@ pub struct PatternMatch {
     /// The number of distinct features that support it (the ranking key). Several records of
     /// the same condition are one feature.
     pub strength: usize,
+    /// Records that would support it but name the other side: not counted, and named on the card.
+    pub other_side: Vec<RecordEvidence>,
+    /// The pain has outlasted the window the plan gives itself (tendon: 2-4 weeks): imaging and an
+    /// in-person evaluation are due, not a new load plan.
+    pub window_passed: bool,
+    /// The critical red flags to exclude before this plan: while there are any, the plan starts
+    /// "once ... is excluded" and suggests no physiotherapy, self-care or load plan.
+    pub after: Vec<Hazard>,
+}
+
+/// Whether a record naming `recorded` supports a complaint of the `wanted` side: the same side,
+/// both, or a side one of them does not say.
+fn same_side(recorded: Option<Side>, wanted: Option<Side>) -> bool {
+    match (recorded, wanted) {
+        (Some(recorded), Some(wanted)) => recorded == Side::Both || wanted == Side::Both || recorded == wanted,
+        _ => true,
+    }
 }
 
 /// Whether the intake answered at least one of the patterns' questions.
@@ -88,8 +102,9 @@ fn plan(
     findings: &Findings<'_>,
     side: Option<Side>,
     weeks: Option<u32>,
+    thresholds: &Thresholds,
 ) -> (Urgency, Vec<ProposedOrder>) {
-    let persisting = weeks.is_some_and(|w| w >= PERSISTING_PAIN_WEEKS);
+    let persisting = weeks.is_some_and(|w| w >= thresholds.persisting_pain_weeks.value);
     match pattern {
         Pattern::BakerCyst => {
             let mut orders = vec![
@@ -108,24 +123,28 @@ fn plan(
             (Urgency::Info, orders)
         }
         Pattern::HamstringTendinopathy => {
-            let mut orders = vec![
-                ProposedOrder::new(OrderKind::PhysiotherapyReferral, side, Priority::Routine)
-                    .recommended()
-                    .because(&[Question::PinpointInnerCorner]),
-            ];
             let mechanical = findings.present(Question::MechanicalSymptoms) || findings.present(Question::GivingWay);
-            if persisting {
-                orders.push(
+            // Past the 2-4 week window imaging is due (and an in-person evaluation), not a new
+            // 10-14 day load plan.
+            let orders = if persisting {
+                vec![
                     ProposedOrder::new(OrderKind::KneeUltrasound, side, Priority::Routine)
-                        .because(&[Question::DurationWeeks]),
-                );
-            }
+                        .recommended()
+                        .because(&[Question::PinpointInnerCorner, Question::DurationWeeks]),
+                ]
+            } else {
+                vec![
+                    ProposedOrder::new(OrderKind::PhysiotherapyReferral, side, Priority::Routine)
+                        .recommended()
+                        .because(&[Question::PinpointInnerCorner]),
+                ]
+            };
             let urgency = if persisting || mechanical { Urgency::Warning } else { Urgency::Info };
             (urgency, orders)
         }
         Pattern::NervePain => {
             let mut orders = vec![ProposedOrder::new(OrderKind::PhysiotherapyReferral, None, Priority::Routine)];
-            let long = weeks.is_some_and(|w| w > NERVE_PAIN_IMAGING_AFTER_WEEKS);
+            let long = weeks.is_some_and(|w| w > thresholds.nerve_pain_imaging_after_weeks.value);
             if long {
                 orders.push(
                     ProposedOrder::new(OrderKind::LumbarSpineMri, None, Priority::Routine)
@@ -137,8 +156,15 @@ fn plan(
     }
 }
 
-/// The patterns that hold, strongest first.
-pub fn assess(findings: &Findings<'_>, side: Option<Side>, weeks: Option<u32>) -> Vec<PatternMatch> {
+/// The patterns that hold, strongest first. `hazards` are the critical red flags raised: the
+/// patterns stay, but their plans wait for the red flags to be excluded.
+pub fn assess(
+    findings: &Findings<'_>,
+    side: Option<Side>,
+    weeks: Option<u32>,
+    thresholds: &Thresholds,
+    hazards: &[Hazard],
+) -> Vec<PatternMatch> {
     let mut matches: Vec<PatternMatch> = PATTERNS
         .iter()
         .filter_map(|&pattern| {
@@ -146,8 +172,15 @@ pub fn assess(findings: &Findings<'_>, side: Option<Side>, weeks: Option<u32>) -
             let cardinal = findings.evidence_of(f.cardinal);
             let mut supporting = findings.evidence_of(f.other);
             let mut minor_features = f.other.iter().filter(|q| findings.present(**q)).count();
-            if pattern == Pattern::NervePain && !findings.record().radiculopathy.is_empty() {
-                supporting.extend(findings.record().radiculopathy.iter().cloned().map(Evidence::Recorded));
+            let records = match pattern {
+                Pattern::NervePain => findings.record().radiculopathy.as_slice(),
+                Pattern::BakerCyst => findings.record().baker_support.as_slice(),
+                Pattern::HamstringTendinopathy => &[],
+            };
+            let (same, other_side): (Vec<&RecordEvidence>, Vec<&RecordEvidence>) =
+                records.iter().partition(|record| same_side(record.side, side));
+            if !same.is_empty() {
+                supporting.extend(same.into_iter().cloned().map(Evidence::Recorded));
                 minor_features += 1;
             }
             if cardinal.is_empty() && minor_features < 2 {
@@ -155,7 +188,21 @@ pub fn assess(findings: &Findings<'_>, side: Option<Side>, weeks: Option<u32>) -
             }
             let cardinal_features = f.cardinal.iter().filter(|q| findings.present(**q)).count();
             let against = findings.evidence_of(f.against);
-            let (urgency, orders) = plan(pattern, findings, side, weeks);
+            let (urgency, mut orders) = plan(pattern, findings, side, weeks, thresholds);
+            if !hazards.is_empty() {
+                // No physiotherapy, self-care or load plan beside a critical red flag, and no knee
+                // ultrasound before the vascular ultrasound of a pulsatile lump.
+                orders.retain(|order| order.kind != OrderKind::PhysiotherapyReferral);
+                if hazards.contains(&Hazard::Flag(RedFlagKind::PoplitealAneurysm)) {
+                    orders.retain(|order| order.kind != OrderKind::KneeUltrasound);
+                }
+                // What the red flag asks for is the recommended action; these wait for it.
+                for order in &mut orders {
+                    order.recommended = false;
+                }
+            }
+            let window_passed = pattern == Pattern::HamstringTendinopathy
+                && weeks.is_some_and(|w| w >= thresholds.persisting_pain_weeks.value);
             Some(PatternMatch {
                 pattern,
                 cardinal,
@@ -164,6 +211,9 @@ pub fn assess(findings: &Findings<'_>, side: Option<Side>, weeks: Option<u32>) -
                 urgency,
                 orders,
                 strength: cardinal_features + minor_features,
+                other_side: other_side.into_iter().cloned().collect(),
+                window_passed,
+                after: hazards.to_vec(),
             })
         })
         .collect();

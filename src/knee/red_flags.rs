@@ -25,6 +25,13 @@ pub enum RedFlagKind {
 }
 
 impl RedFlagKind {
+    /// Whether pattern plans wait for this flag to be excluded (clinical-logic.md section 6):
+    /// every critical flag of the article and the aneurysm; not a nerve deficit, whose own
+    /// workup does not conflict with them.
+    pub fn waits_pattern_plans(self) -> bool {
+        !matches!(self, RedFlagKind::NeuroDeficit)
+    }
+
     /// Whether the card carries the Wells score (cards about DVT risk).
     pub fn concerns_dvt_risk(self) -> bool {
         matches!(self, RedFlagKind::BakerCystRupture | RedFlagKind::PulmonaryEmbolism)

@@ -11,12 +11,13 @@ use super::facts::{
     RecordSource, Situation,
 };
 use super::finding::Evidence;
-use super::orders::{Condition, OrderKind, Priority, ProposedOrder};
+use super::orders::{OrderKind, Priority, ProposedOrder};
 use super::patterns::{Pattern, PatternMatch};
 use super::question::{Question, Side};
 use super::red_flags::{RedFlag, RedFlagKind};
+use super::thresholds::Thresholds;
 use super::wells::{ItemSource, WELLS_ITEMS};
-use super::{Assessment, Evaluation, Urgency, assess};
+use super::{Assessment, Evaluation, Hazard, Urgency, assess};
 
 /// A fixed moment: every scenario is evaluated "now".
 const NOW: OffsetDateTime = datetime!(2025-03-14 10:30 UTC);
@@ -61,9 +62,19 @@ fn situation(intake: IntakeState, record: RecordFacts, age: Option<u32>) -> Situ
     Situation { now: NOW, age_years: age, intake, record }
 }
 
+/// The thresholds shipped in `cds-hooks/rules.toml`.
+fn thresholds() -> Thresholds {
+    Thresholds::embedded().expect("rules.toml loads")
+}
+
+/// Assesses a situation with the shipped thresholds.
+fn assess_with_shipped_rules(situation: &Situation) -> Assessment {
+    assess(situation, &thresholds())
+}
+
 /// Evaluates a usable intake; panics when the rules did not evaluate it.
 fn evaluate(intake: Intake, record: RecordFacts, age: Option<u32>) -> Evaluation {
-    match assess(&situation(IntakeState::Usable(intake), record, age)) {
+    match assess_with_shipped_rules(&situation(IntakeState::Usable(intake), record, age)) {
         Assessment::Evaluated(evaluation) => *evaluation,
         other => panic!("a usable intake must be evaluated, got {other:?}"),
     }
@@ -108,7 +119,7 @@ fn weeks(intake: Intake, weeks: u32) -> Intake {
 }
 
 fn evidence(reference: &str, description: &str) -> RecordEvidence {
-    RecordEvidence { reference: reference.into(), description: description.into(), date: Some(date!(2025 - 03 - 12)) }
+    RecordEvidence::new(reference, description, Some(date!(2025 - 03 - 12)))
 }
 
 fn duplex(side: Option<Side>, state: OrderState) -> DuplexOrder {
@@ -452,13 +463,13 @@ mod red_flags {
         let evaluation = evaluate(and_yes(wells_likely(), &[Question::CalfPain]), record, Some(45));
         let dvt = dvt(&evaluation);
         assert_eq!(dvt.urgency, Urgency::Critical);
-        assert_eq!(dvt.pathway, Pathway::DuplexFirst);
+        assert_eq!(dvt.pathway, Pathway::DuplexLikely);
         assert!(!has_order(&dvt.orders, OrderKind::VenousDuplex));
         assert_eq!(dvt.duplex_on_order.as_ref().map(|d| d.state), Some(OrderState::Pending));
     }
 
     #[test]
-    fn a_duplex_already_on_order_keeps_the_warning_dvt_card_and_its_d_dimer_when_dvt_is_unlikely() {
+    fn a_duplex_already_on_order_keeps_the_warning_dvt_card_offering_its_d_dimer_without_pressing_it() {
         let record =
             RecordFacts { duplex_orders: vec![duplex(Some(Side::Left), OrderState::Pending)], ..Default::default() };
         let evaluation = evaluate(and_yes(wells_all_no(), &[Question::CalfPain]), record, Some(45));
@@ -466,7 +477,7 @@ mod red_flags {
         assert_eq!(dvt.urgency, Urgency::Warning);
         assert!(dvt.duplex_on_order.is_some());
         assert!(!has_order(&dvt.orders, OrderKind::VenousDuplex));
-        assert!(has_order(&dvt.orders, OrderKind::DDimer));
+        assert!(!order(&dvt.orders, OrderKind::DDimer).expect("the D-dimer offered").recommended);
     }
 
     #[test]
@@ -513,16 +524,15 @@ mod dvt_pathway {
         assert!(dvt.wells.complete);
         assert_eq!(dvt.wells.score, 2);
         assert_eq!(dvt.urgency, Urgency::Critical);
-        assert_eq!(dvt.pathway, Pathway::DuplexFirst);
+        assert_eq!(dvt.pathway, Pathway::DuplexLikely);
         let scan = order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex");
         assert!(scan.recommended);
-        assert_eq!(scan.condition, None);
         assert_eq!(scan.side, Some(Side::Left));
         assert!(!has_order(&dvt.orders, OrderKind::DDimer));
     }
 
     #[test]
-    fn a_complete_unlikely_score_is_a_warning_recommending_a_d_dimer_with_the_duplex_only_if_positive() {
+    fn a_complete_unlikely_score_is_a_warning_suggesting_only_the_d_dimer_the_duplex_if_positive_being_advice() {
         let evaluation = evaluate_intake(calf_pain(wells_all_no().with(Question::WellsPreviousDvt, Answer::Yes)));
         let dvt = dvt(&evaluation);
         assert!(dvt.wells.complete);
@@ -530,9 +540,7 @@ mod dvt_pathway {
         assert_eq!(dvt.urgency, Urgency::Warning);
         assert_eq!(dvt.pathway, Pathway::DDimerFirst);
         assert!(order(&dvt.orders, OrderKind::DDimer).expect("a D-dimer").recommended);
-        let scan = order(&dvt.orders, OrderKind::VenousDuplex).expect("a conditional duplex");
-        assert!(!scan.recommended);
-        assert_eq!(scan.condition, Some(Condition::IfDDimerPositive));
+        assert!(!has_order(&dvt.orders, OrderKind::VenousDuplex), "no duplex drafted before the D-dimer is back");
     }
 
     #[test]
@@ -557,7 +565,6 @@ mod dvt_pathway {
         let scan = order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex offered");
         let test = order(&dvt.orders, OrderKind::DDimer).expect("a D-dimer offered");
         assert!(!scan.recommended && !test.recommended);
-        assert_eq!(scan.condition, None);
         let missing: Vec<Question> = dvt.wells.missing().collect();
         assert_eq!(missing.len(), WELLS_ITEMS.len() - 1);
         assert!(!missing.contains(&Question::WellsActiveCancer));
@@ -583,6 +590,7 @@ mod dvt_pathway {
         let evaluation = evaluate(calf_pain(wells_all_no()), record, Some(45));
         let dvt = dvt(&evaluation);
         assert_eq!(dvt.pathway, Pathway::DuplexAfterPositiveDDimer);
+        assert_eq!(dvt.urgency, Urgency::Critical, "unlikely with a positive D-dimer is critical (section 6)");
         assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
         assert!(!has_order(&dvt.orders, OrderKind::DDimer));
     }
@@ -603,7 +611,8 @@ mod dvt_pathway {
         let evaluation = evaluate(calf_pain(wells_all_no()), record, Some(70));
         let dvt = dvt(&evaluation);
         let reading = &dvt.d_dimer.as_ref().expect("the D-dimer").reading;
-        assert_eq!(*reading, DDimerReading::Negative { cutoff: 700.0, age_adjusted: true });
+        assert_eq!(*reading, DDimerReading::Negative);
+        assert_eq!((dvt.cutoff.value, dvt.cutoff.age_adjusted), (700.0, true));
         assert_eq!(dvt.pathway, Pathway::ConsiderAlternative);
     }
 
@@ -613,7 +622,8 @@ mod dvt_pathway {
         let evaluation = evaluate(calf_pain(wells_all_no()), record, Some(40));
         let dvt = dvt(&evaluation);
         let reading = &dvt.d_dimer.as_ref().expect("the D-dimer").reading;
-        assert_eq!(*reading, DDimerReading::Positive { cutoff: 500.0, age_adjusted: false });
+        assert_eq!(*reading, DDimerReading::Positive);
+        assert_eq!((dvt.cutoff.value, dvt.cutoff.age_adjusted), (500.0, false));
         assert_eq!(dvt.pathway, Pathway::DuplexAfterPositiveDDimer);
     }
 
@@ -621,26 +631,23 @@ mod dvt_pathway {
     fn the_cut_off_is_adjusted_only_over_50() {
         let record = RecordFacts { d_dimers: vec![d_dimer(DDimerUnit::Feu, 505.0)], ..Default::default() };
         let at_50 = evaluate(calf_pain(wells_all_no()), record.clone(), Some(50));
-        assert_eq!(
-            dvt(&at_50).d_dimer.as_ref().expect("the D-dimer").reading,
-            DDimerReading::Positive { cutoff: 500.0, age_adjusted: false }
-        );
+        assert_eq!(dvt(&at_50).d_dimer.as_ref().expect("the D-dimer").reading, DDimerReading::Positive);
+        assert_eq!((dvt(&at_50).cutoff.value, dvt(&at_50).cutoff.age_adjusted), (500.0, false));
         let at_51 = evaluate(calf_pain(wells_all_no()), record, Some(51));
-        assert_eq!(
-            dvt(&at_51).d_dimer.as_ref().expect("the D-dimer").reading,
-            DDimerReading::Negative { cutoff: 510.0, age_adjusted: true }
-        );
+        assert_eq!(dvt(&at_51).d_dimer.as_ref().expect("the D-dimer").reading, DDimerReading::Negative);
+        assert_eq!((dvt(&at_51).cutoff.value, dvt(&at_51).cutoff.age_adjusted), (510.0, true));
     }
 
     #[test]
-    fn a_ddu_d_dimer_is_never_compared_with_the_feu_cut_off_nor_read_as_negative() {
+    fn a_ddu_d_dimer_is_shown_for_the_clinician_to_read_never_compared_and_no_fresh_d_dimer_is_suggested() {
         let record = RecordFacts { d_dimers: vec![d_dimer(DDimerUnit::Ddu, 100.0)], ..Default::default() };
         let evaluation = evaluate(calf_pain(wells_all_no()), record, Some(45));
         let dvt = dvt(&evaluation);
-        assert_eq!(dvt.d_dimer.as_ref().expect("the D-dimer").reading, DDimerReading::NotComparable);
-        assert_ne!(dvt.pathway, Pathway::ConsiderAlternative);
-        assert_eq!(dvt.pathway, Pathway::DDimerFirst);
-        assert!(order(&dvt.orders, OrderKind::DDimer).expect("a D-dimer").recommended);
+        assert_eq!(dvt.d_dimer.as_ref().expect("the D-dimer").reading, DDimerReading::NotInterpreted);
+        assert_eq!(dvt.pathway, Pathway::ReadTheDDimer);
+        assert!(!has_order(&dvt.orders, OrderKind::DDimer), "no fresh D-dimer because of its unit");
+        assert!(!order(&dvt.orders, OrderKind::VenousDuplex).expect("the duplex offered").recommended);
+        assert_eq!(dvt.urgency, Urgency::Warning);
     }
 
     #[test]
@@ -660,6 +667,8 @@ mod dvt_pathway {
         let evaluation = evaluate_intake(intake);
         let dvt = dvt(&evaluation);
         assert_eq!(dvt.pathway, Pathway::DuplexDirect);
+        assert_eq!(dvt.urgency, Urgency::Critical, "critical whatever the score (section 6)");
+        assert!(dvt.pregnancy_answered && dvt.pregnancy.is_empty());
         assert_eq!(dvt.special_populations, vec![SpecialPopulation::PregnantOrPostpartum]);
         assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
         assert!(!has_order(&dvt.orders, OrderKind::DDimer));
@@ -671,6 +680,7 @@ mod dvt_pathway {
         let dvt = dvt(&evaluation);
         assert_eq!(dvt.pathway, Pathway::DuplexDirect);
         assert_eq!(dvt.special_populations, vec![SpecialPopulation::UnderEighteen(16)]);
+        assert_eq!(dvt.urgency, Urgency::Critical);
         assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
         assert!(!has_order(&dvt.orders, OrderKind::DDimer));
     }
@@ -708,7 +718,7 @@ mod dvt_pathway {
         let dvt = dvt(&evaluation);
         assert_eq!(dvt.wells.score, 2);
         assert_eq!(dvt.urgency, Urgency::Critical);
-        assert_eq!(dvt.pathway, Pathway::DuplexFirst);
+        assert_eq!(dvt.pathway, Pathway::DuplexLikely);
     }
 
     #[test]
@@ -755,14 +765,18 @@ mod dvt_pathway {
     }
 
     #[test]
-    fn a_completed_duplex_never_suppresses_the_suggestion_and_is_mentioned() {
+    fn a_duplex_completed_this_week_is_named_and_another_is_offered_not_recommended_with_a_d_dimer_when_likely() {
         let record =
             RecordFacts { duplex_orders: vec![duplex(Some(Side::Left), OrderState::Completed)], ..Default::default() };
         let evaluation = evaluate(calf_pain(wells_likely()), record, Some(45));
         let dvt = dvt(&evaluation);
         assert!(dvt.duplex_on_order.is_none());
-        assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
-        assert_eq!(dvt.other_duplex.iter().map(|d| d.state).collect::<Vec<_>>(), vec![OrderState::Completed]);
+        assert_eq!(dvt.completed_scan.as_ref().map(|d| d.state), Some(OrderState::Completed));
+        assert_eq!(dvt.urgency, Urgency::Critical, "the indicator follows the score");
+        assert!(!order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex offered").recommended);
+        // NG158: a negative scan with DVT likely goes on with a D-dimer.
+        assert!(!order(&dvt.orders, OrderKind::DDimer).expect("a D-dimer offered").recommended);
+        assert!(dvt.other_duplex.is_empty());
     }
 }
 
@@ -975,14 +989,14 @@ mod intake_and_silence {
 
     #[test]
     fn no_intake_and_no_knee_pain_on_the_record_says_nothing() {
-        let assessment = assess(&situation(IntakeState::Missing, RecordFacts::default(), Some(45)));
+        let assessment = assess_with_shipped_rules(&situation(IntakeState::Missing, RecordFacts::default(), Some(45)));
         assert_eq!(assessment, Assessment::NothingToSay);
     }
 
     #[test]
     fn no_intake_with_knee_pain_on_the_record_asks_for_the_intake() {
         let record = RecordFacts { knee_pain: vec![knee_pain()], ..Default::default() };
-        let assessment = assess(&situation(IntakeState::Missing, record, Some(45)));
+        let assessment = assess_with_shipped_rules(&situation(IntakeState::Missing, record, Some(45)));
         assert_eq!(assessment, Assessment::IntakeNeeded { stale: None, knee_pain_on_record: vec![knee_pain()] });
     }
 
@@ -990,7 +1004,8 @@ mod intake_and_silence {
     fn a_stale_intake_is_not_evaluated_and_the_request_says_when_it_was_authored() {
         let authored = datetime!(2025-01-02 09:00 UTC);
         let record = RecordFacts { knee_pain: vec![knee_pain()], ..Default::default() };
-        let assessment = assess(&situation(IntakeState::Stale { authored: Some(authored) }, record, Some(45)));
+        let assessment =
+            assess_with_shipped_rules(&situation(IntakeState::Stale { authored: Some(authored) }, record, Some(45)));
         assert_eq!(
             assessment,
             Assessment::IntakeNeeded { stale: Some(Some(authored)), knee_pain_on_record: vec![knee_pain()] }
@@ -1000,21 +1015,24 @@ mod intake_and_silence {
     #[test]
     fn an_undated_stale_intake_is_still_reported_as_stale() {
         let record = RecordFacts { knee_pain: vec![knee_pain()], ..Default::default() };
-        let assessment = assess(&situation(IntakeState::Stale { authored: None }, record, Some(45)));
+        let assessment = assess_with_shipped_rules(&situation(IntakeState::Stale { authored: None }, record, Some(45)));
         assert!(matches!(assessment, Assessment::IntakeNeeded { stale: Some(None), .. }), "{assessment:?}");
     }
 
     #[test]
     fn a_stale_intake_with_no_knee_pain_on_the_record_says_nothing() {
         let stale = IntakeState::Stale { authored: Some(datetime!(2025-01-02 09:00 UTC)) };
-        let assessment = assess(&situation(stale, RecordFacts::default(), Some(45)));
+        let assessment = assess_with_shipped_rules(&situation(stale, RecordFacts::default(), Some(45)));
         assert_eq!(assessment, Assessment::NothingToSay);
     }
 
     #[test]
     fn a_usable_intake_is_evaluated_even_without_knee_pain_on_the_record() {
-        let assessment =
-            assess(&situation(IntakeState::Usable(yes(&[Question::CalfPain])), RecordFacts::default(), Some(45)));
+        let assessment = assess_with_shipped_rules(&situation(
+            IntakeState::Usable(yes(&[Question::CalfPain])),
+            RecordFacts::default(),
+            Some(45),
+        ));
         assert!(matches!(assessment, Assessment::Evaluated(_)));
     }
 
@@ -1088,5 +1106,238 @@ mod book_evaluation {
         assert_eq!(book.urgency, Urgency::Warning);
         assert_eq!(book.duration_weeks, Some(6));
         assert!(book.giving_way);
+    }
+}
+
+mod dvt_pathway_decisions {
+    //! clinical-logic.md section 6: the plan each DVT card recommends.
+    use super::*;
+
+    fn calf_pain(intake: Intake) -> Intake {
+        intake.with(Question::CalfPain, Answer::Yes)
+    }
+
+    fn on_warfarin() -> RecordFacts {
+        RecordFacts { anticoagulants: vec![evidence("MedicationRequest/m1", "warfarin 5 mg")], ..Default::default() }
+    }
+
+    #[test]
+    fn an_anticoagulated_patient_with_a_likely_score_is_critical_with_the_duplex_and_no_d_dimer() {
+        let evaluation = evaluate(calf_pain(wells_likely()), on_warfarin(), Some(45));
+        let dvt = dvt(&evaluation);
+        assert_eq!(dvt.urgency, Urgency::Critical);
+        assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
+        assert!(!has_order(&dvt.orders, OrderKind::DDimer));
+    }
+
+    #[test]
+    fn an_anticoagulated_patient_with_an_incomplete_score_gets_the_duplex_recommended_and_no_d_dimer() {
+        let evaluation = evaluate(yes(&[Question::CalfPain]), on_warfarin(), Some(45));
+        let dvt = dvt(&evaluation);
+        assert!(!dvt.wells.complete);
+        assert_eq!(dvt.pathway, Pathway::DuplexAnticoagulated);
+        assert_eq!(dvt.urgency, Urgency::Warning, "the indicator is the score's");
+        assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
+        assert!(!has_order(&dvt.orders, OrderKind::DDimer));
+    }
+
+    #[test]
+    fn an_anticoagulated_patients_d_dimer_is_not_read_as_negative() {
+        let mut record = on_warfarin();
+        record.d_dimers = vec![d_dimer(DDimerUnit::Feu, 200.0)];
+        let evaluation = evaluate(calf_pain(wells_all_no()), record, Some(45));
+        let dvt = dvt(&evaluation);
+        assert_eq!(dvt.pathway, Pathway::DuplexAnticoagulated, "not 'consider another diagnosis'");
+        assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
+    }
+
+    #[test]
+    fn an_incomplete_score_with_a_positive_d_dimer_goes_to_the_duplex_as_critical() {
+        let record = RecordFacts { d_dimers: vec![d_dimer(DDimerUnit::Feu, 1200.0)], ..Default::default() };
+        let evaluation = evaluate(yes(&[Question::CalfPain]), record, Some(45));
+        let dvt = dvt(&evaluation);
+        assert!(!dvt.wells.complete);
+        assert_eq!(dvt.pathway, Pathway::DuplexAfterPositiveDDimer);
+        assert_eq!(dvt.urgency, Urgency::Critical);
+        assert!(order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex").recommended);
+    }
+
+    #[test]
+    fn an_incomplete_score_with_a_negative_d_dimer_offers_the_duplex_but_no_second_d_dimer() {
+        let record = RecordFacts { d_dimers: vec![d_dimer(DDimerUnit::Feu, 200.0)], ..Default::default() };
+        let evaluation = evaluate(yes(&[Question::CalfPain]), record, Some(45));
+        let dvt = dvt(&evaluation);
+        assert_eq!(dvt.pathway, Pathway::CompleteTheScore);
+        assert!(!order(&dvt.orders, OrderKind::VenousDuplex).expect("a duplex offered").recommended);
+        assert!(!has_order(&dvt.orders, OrderKind::DDimer));
+    }
+
+    #[test]
+    fn the_d_dimer_cut_off_for_a_60_year_old_is_600_and_is_carried_with_the_d_dimer_first_plan() {
+        let evaluation = evaluate(calf_pain(wells_all_no()), RecordFacts::default(), Some(60));
+        let dvt = dvt(&evaluation);
+        assert_eq!(dvt.pathway, Pathway::DDimerFirst);
+        assert_eq!((dvt.cutoff.value, dvt.cutoff.age_adjusted), (600.0, true));
+        let evaluation = evaluate(calf_pain(wells_all_no()), RecordFacts::default(), Some(45));
+        assert_eq!((dvt_of(&evaluation).cutoff.value, dvt_of(&evaluation).cutoff.age_adjusted), (500.0, false));
+    }
+
+    fn dvt_of(evaluation: &Evaluation) -> &DvtAssessment {
+        super::dvt(evaluation)
+    }
+
+    #[test]
+    fn pregnancy_on_the_record_alone_makes_wells_not_validated_and_the_duplex_direct_and_critical() {
+        let record =
+            RecordFacts { pregnancy: vec![evidence("Condition/preg", "Normal pregnancy")], ..Default::default() };
+        let evaluation = evaluate(calf_pain(wells_all_no()), record, Some(30));
+        let dvt = dvt(&evaluation);
+        assert_eq!(dvt.special_populations, vec![SpecialPopulation::PregnantOrPostpartum]);
+        assert_eq!(dvt.pathway, Pathway::DuplexDirect);
+        assert_eq!(dvt.urgency, Urgency::Critical);
+        assert!(!dvt.pregnancy_answered);
+        assert_eq!(dvt.pregnancy.len(), 1);
+        assert!(!has_order(&dvt.orders, OrderKind::DDimer));
+    }
+
+    #[test]
+    fn a_no_to_pregnancy_on_the_form_does_not_cancel_a_pregnancy_on_the_record() {
+        let record =
+            RecordFacts { pregnancy: vec![evidence("Condition/preg", "Normal pregnancy")], ..Default::default() };
+        let intake = calf_pain(wells_all_no()).with(Question::PregnantOrPostpartum, Answer::No);
+        let evaluation = evaluate(intake, record, Some(30));
+        assert_eq!(dvt(&evaluation).pathway, Pathway::DuplexDirect);
+    }
+}
+
+mod baker_support_from_the_record {
+    //! clinical-logic.md section 5: knee osteoarthritis, a Baker cyst or a meniscal tear on the
+    //! record supports the cyst pattern on the symptomatic side or without side.
+    use super::*;
+
+    fn arthritis(side: Option<Side>) -> RecordEvidence {
+        evidence("Condition/oa", "Osteoarthritis of knee").on_side(side)
+    }
+
+    fn with_support(records: Vec<RecordEvidence>) -> RecordFacts {
+        RecordFacts { baker_support: records, ..Default::default() }
+    }
+
+    #[test]
+    fn osteoarthritis_of_the_symptomatic_knee_is_a_supporting_cyst_feature() {
+        let evaluation =
+            evaluate(yes(&[Question::KneeSwelling]), with_support(vec![arthritis(Some(Side::Left))]), Some(60));
+        assert_eq!(pattern_kinds(&evaluation), vec![Pattern::BakerCyst]);
+        let cyst = pattern(&evaluation, Pattern::BakerCyst);
+        assert!(cyst.supporting.contains(&Evidence::Recorded(arthritis(Some(Side::Left)))));
+        assert!(cyst.other_side.is_empty());
+    }
+
+    #[test]
+    fn a_record_without_a_side_or_of_both_knees_supports_either_knee() {
+        for side in [None, Some(Side::Both)] {
+            let evaluation = evaluate(yes(&[Question::KneeSwelling]), with_support(vec![arthritis(side)]), Some(60));
+            assert_eq!(pattern_kinds(&evaluation), vec![Pattern::BakerCyst], "{side:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_of_the_other_knee_is_not_counted_and_is_kept_for_the_card_to_name() {
+        let evaluation =
+            evaluate(yes(&[Question::KneeSwelling]), with_support(vec![arthritis(Some(Side::Right))]), Some(60));
+        assert!(evaluation.patterns.is_empty(), "the left knee's intake is not supported by the right knee's record");
+        let evaluation =
+            evaluate(yes(&[Question::LumpFullness]), with_support(vec![arthritis(Some(Side::Right))]), Some(60));
+        let cyst = pattern(&evaluation, Pattern::BakerCyst);
+        assert_eq!(cyst.other_side, vec![arthritis(Some(Side::Right))]);
+        assert!(cyst.supporting.is_empty());
+    }
+
+    #[test]
+    fn osteoarthritis_on_the_record_alone_raises_no_pattern() {
+        let evaluation = evaluate(yes(&[]), with_support(vec![arthritis(Some(Side::Left))]), Some(60));
+        assert!(evaluation.patterns.is_empty());
+    }
+}
+
+mod plans_beside_red_flags {
+    //! clinical-logic.md section 6: pattern cards beside a critical red flag stay, but wait for it
+    //! to be excluded: no physiotherapy, self-care or load plan; with a pulsatile lump, no knee
+    //! ultrasound before the vascular ultrasound.
+    use super::*;
+
+    fn physiotherapy_anywhere(evaluation: &Evaluation) -> bool {
+        evaluation.patterns.iter().flat_map(|p| &p.orders).any(|o| o.kind == OrderKind::PhysiotherapyReferral)
+    }
+
+    #[test]
+    fn a_cyst_beside_a_critical_dvt_card_waits_for_dvt_and_suggests_no_physiotherapy() {
+        let evaluation = evaluate_intake(and_yes(wells_likely(), &[Question::CalfPain, Question::LumpFullness]));
+        assert_eq!(dvt(&evaluation).urgency, Urgency::Critical);
+        let cyst = pattern(&evaluation, Pattern::BakerCyst);
+        assert_eq!(cyst.after, vec![Hazard::Dvt]);
+        assert!(!physiotherapy_anywhere(&evaluation));
+        assert!(cyst.orders.iter().all(|o| !o.recommended), "the duplex is what is recommended");
+        assert!(has_order(&cyst.orders, OrderKind::KneeUltrasound), "once DVT is excluded the cyst is imaged");
+    }
+
+    #[test]
+    fn a_cyst_beside_a_pulsatile_lump_suggests_no_knee_ultrasound_before_the_vascular_ultrasound() {
+        let evaluation = evaluate_intake(yes(&[Question::LumpFullness, Question::PulsatileLump]));
+        let cyst = pattern(&evaluation, Pattern::BakerCyst);
+        assert_eq!(cyst.after, vec![Hazard::Flag(RedFlagKind::PoplitealAneurysm)]);
+        assert!(!has_order(&cyst.orders, OrderKind::KneeUltrasound));
+        assert!(!physiotherapy_anywhere(&evaluation));
+    }
+
+    #[test]
+    fn the_tendon_and_nerve_patterns_beside_cauda_equina_or_infection_suggest_no_physiotherapy() {
+        for flag_question in [Question::SaddleBladderBowel, Question::SpreadingRedness] {
+            let evaluation = evaluate_intake(yes(&[
+                Question::PinpointInnerCorner,
+                Question::BurningTinglingNumbness,
+                flag_question,
+            ]));
+            assert_eq!(evaluation.patterns.len(), 2, "{flag_question:?}");
+            assert!(evaluation.patterns.iter().all(|p| !p.after.is_empty()), "{flag_question:?}");
+            assert!(!physiotherapy_anywhere(&evaluation), "{flag_question:?}");
+        }
+    }
+
+    #[test]
+    fn every_critical_red_flag_of_the_spec_makes_the_plans_wait() {
+        for (question, hazard) in [
+            (Question::SuddenCalfSwelling, Hazard::Flag(RedFlagKind::BakerCystRupture)),
+            (Question::BreathlessChestPain, Hazard::Flag(RedFlagKind::PulmonaryEmbolism)),
+            (Question::ColdPaleFoot, Hazard::Flag(RedFlagKind::LimbIschaemia)),
+            (Question::PainAtRest, Hazard::Flag(RedFlagKind::Infection)),
+            (Question::SaddleBladderBowel, Hazard::Flag(RedFlagKind::CaudaEquina)),
+            (Question::PulsatileLump, Hazard::Flag(RedFlagKind::PoplitealAneurysm)),
+        ] {
+            let evaluation = evaluate_intake(yes(&[Question::PinpointInnerCorner, question]));
+            let tendon = pattern(&evaluation, Pattern::HamstringTendinopathy);
+            assert!(tendon.after.contains(&hazard), "{question:?}: {:?}", tendon.after);
+        }
+    }
+
+    #[test]
+    fn a_warning_dvt_card_or_a_nerve_deficit_does_not_hold_the_plans_back() {
+        let unlikely = evaluate_intake(and_yes(wells_all_no(), &[Question::CalfPain, Question::PinpointInnerCorner]));
+        assert_eq!(dvt(&unlikely).urgency, Urgency::Warning);
+        assert!(pattern(&unlikely, Pattern::HamstringTendinopathy).after.is_empty());
+        assert!(physiotherapy_anywhere(&unlikely));
+        let deficit = evaluate_intake(yes(&[Question::BurningTinglingNumbness, Question::FootWeakness]));
+        assert!(pattern(&deficit, Pattern::NervePain).after.is_empty());
+    }
+
+    #[test]
+    fn the_tendon_pattern_after_4_weeks_proposes_imaging_not_a_new_load_plan() {
+        let evaluation = evaluate_intake(weeks(yes(&[Question::PinpointInnerCorner]), 6));
+        let tendon = pattern(&evaluation, Pattern::HamstringTendinopathy);
+        assert!(tendon.window_passed);
+        assert!(order(&tendon.orders, OrderKind::KneeUltrasound).expect("imaging").recommended);
+        assert!(!has_order(&tendon.orders, OrderKind::PhysiotherapyReferral));
+        let early = evaluate_intake(weeks(yes(&[Question::PinpointInnerCorner]), 3));
+        assert!(!pattern(&early, Pattern::HamstringTendinopathy).window_passed);
     }
 }

@@ -52,10 +52,12 @@ pub struct WellsScore {
     pub items: Vec<WellsItem>,
     pub score: i32,
     pub complete: bool,
+    /// The score from which DVT is likely (`cds-hooks/rules.toml`).
+    likely_from: i32,
 }
 
 impl WellsScore {
-    pub fn evaluate(findings: &Findings<'_>) -> WellsScore {
+    pub fn evaluate(findings: &Findings<'_>, likely_from: i32) -> WellsScore {
         let items: Vec<WellsItem> = WELLS_ITEMS
             .iter()
             .map(|&(question, weight)| {
@@ -80,12 +82,12 @@ impl WellsScore {
             .collect();
         let score = items.iter().map(|item| item.points).sum();
         let complete = items.iter().all(|item| item.source != ItemSource::NotAssessed);
-        WellsScore { items, score, complete }
+        WellsScore { items, score, complete, likely_from }
     }
 
     /// DVT likely: a score of 2 or more (already reached by the assessed items alone).
     pub fn likely(&self) -> bool {
-        self.score >= 2
+        self.score >= self.likely_from
     }
 
     pub fn missing(&self) -> impl Iterator<Item = Question> + '_ {
@@ -103,7 +105,7 @@ mod tests {
     }
 
     fn score_of(intake: &Intake, record: &RecordFacts) -> WellsScore {
-        WellsScore::evaluate(&Findings::new(intake, record))
+        WellsScore::evaluate(&Findings::new(intake, record), 2)
     }
 
     #[test]
@@ -144,14 +146,8 @@ mod tests {
 
     #[test]
     fn a_record_item_is_attributed_to_the_record() {
-        let record = RecordFacts {
-            previous_dvt: vec![RecordEvidence {
-                reference: "Condition/d".into(),
-                description: "DVT".into(),
-                date: None,
-            }],
-            ..Default::default()
-        };
+        let record =
+            RecordFacts { previous_dvt: vec![RecordEvidence::new("Condition/d", "DVT", None)], ..Default::default() };
         let wells = score_of(&all_answered_no(), &record);
         let item = wells.items.iter().find(|i| i.question == Question::WellsPreviousDvt).expect("item");
         assert_eq!((item.points, item.source), (1, ItemSource::Record));

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
+use crate::fhir::page::{self, Value};
 use crate::json::ObjectOr;
 
 /// A hook request after the envelope checks.
@@ -183,6 +185,37 @@ impl HookRequest {
     }
 }
 
+impl HookRequest {
+    /// Checks the request against the service it was sent to, before any I/O: the hook is the
+    /// service's, an order hook carries its draft orders as a Bundle or a resource, and a
+    /// Patient sent in the prefetch is the patient the context names.
+    pub fn check_for(&self, service: ServiceKind) -> Result<(), ApiError> {
+        if self.hook != service.hook() {
+            return Err(bad(format!(
+                "service {} answers the {} hook, not the hook sent",
+                service.id(),
+                service.hook()
+            )));
+        }
+        if service.reviews_orders() {
+            let Some(drafts) = self.context.draft_orders.as_deref() else {
+                return Err(bad(format!("context.draftOrders is required by the {} hook", service.hook())));
+            };
+            if !matches!(page::classify(drafts), Value::Bundle(_) | Value::Resource(_)) {
+                return Err(bad("context.draftOrders must be a Bundle of orders"));
+            }
+        }
+        if let Some(patient) = self.prefetch.get("patient")
+            && let Value::Resource(resource) = page::classify(patient)
+            && page::resource_type_of(resource).as_deref() == Some("Patient")
+            && page::id_of_resource(resource).is_some_and(|id| id != self.context.patient_id)
+        {
+            return Err(bad("prefetch.patient is not the patient named by context.patientId"));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +284,38 @@ mod tests {
         .expect("valid");
         assert_eq!(some.prefetch["patient"].get(), r#"{"resourceType":"Patient"}"#);
         assert_eq!(some.prefetch["x"].get(), "null");
+    }
+
+    fn request(body: &str) -> HookRequest {
+        HookRequest::parse(body.as_bytes()).expect("a well-formed request")
+    }
+
+    #[test]
+    fn a_request_is_checked_against_its_service_before_anything_is_read() {
+        let view = request(r#"{"hook":"patient-view","hookInstance":"a-1","context":{"userId":"u","patientId":"p"}}"#);
+        assert!(view.check_for(ServiceKind::PatientView).is_ok());
+        let Err(ApiError::BadRequest(message)) = view.check_for(ServiceKind::OrderSign) else { panic!("400") };
+        assert!(message.contains("order-sign"), "{message}");
+        let sign = request(r#"{"hook":"order-sign","hookInstance":"a-1","context":{"userId":"u","patientId":"p"}}"#);
+        let Err(ApiError::BadRequest(message)) = sign.check_for(ServiceKind::OrderSign) else { panic!("400") };
+        assert!(message.contains("draftOrders is required"), "{message}");
+        let outcome = request(
+            r#"{"hook":"order-sign","hookInstance":"a-1","context":{"userId":"u","patientId":"p",
+                "draftOrders":{"resourceType":"OperationOutcome"}}}"#,
+        );
+        assert!(outcome.check_for(ServiceKind::OrderSign).is_err());
+    }
+
+    #[test]
+    fn a_prefetched_patient_that_is_not_the_context_patient_is_refused() {
+        let body = |id: &str| {
+            format!(
+                r#"{{"hook":"patient-view","hookInstance":"a-1","context":{{"userId":"u","patientId":"p"}},
+                   "prefetch":{{"patient":{{"resourceType":"Patient","id":"{id}"}}}}}}"#
+            )
+        };
+        assert!(request(&body("p")).check_for(ServiceKind::PatientView).is_ok());
+        assert!(request(&body("someone-else")).check_for(ServiceKind::PatientView).is_err());
     }
 
     #[test]

@@ -5,8 +5,8 @@ use tracing_actix_web::RootSpan;
 
 use crate::audit::AuditRecord;
 use crate::error::ApiError;
-use crate::evaluate::{Fetched, evaluate};
-use crate::fhir::fetch::complete_prefetch;
+use crate::evaluate::evaluate;
+use crate::fhir::assembly::assemble;
 use crate::limits::json_depth_exceeds;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
@@ -54,22 +54,22 @@ pub async fn invoke(
         return Err(ApiError::NotFound("no CDS service with this id; see GET /cds-services".into()));
     };
     let body = read_json_body(payload, &state).await?;
-    let mut request = HookRequest::parse(&body)?;
+    let request = HookRequest::parse(&body)?;
     root_span.record("service_id", service.id());
     root_span.record("hook", request.hook.as_str());
     root_span.record("hook_instance", request.hook_instance.as_str());
-    let (fetch, unfinished_pages) =
-        complete_prefetch(&mut request, state.catalogue.templates(service), &state.http, &state.fetch, &state.metrics)
-            .await;
-    let fetched = Fetched { keys: fetch.fetched_keys(), unfinished_pages };
-    let outcome = evaluate(service, &request, &state.knowledge, &state.evaluation, invoked_at, &fetched)?;
+    // Checked against the service before anything is read from the EHR.
+    request.check_for(service)?;
+    let record =
+        assemble(&request, state.catalogue.templates(service), &state.http, &state.fetch, &state.metrics).await;
+    let outcome = evaluate(service, &request, &record, &state.knowledge, &state.evaluation, invoked_at)?;
     tracing::info!(
         service_id = service.id(),
         hook_instance = request.hook_instance.as_str(),
         cards = outcome.cards.len(),
         skipped_resources = outcome.skipped_resources,
-        unavailable_keys = ?outcome.unavailable_keys,
-        fetched_keys = ?fetch.fetched(),
+        incomplete_keys = ?outcome.incomplete_keys,
+        provenance = ?outcome.provenance.iter().map(|(key, p)| (key.prefetch_key(), p.code())).collect::<Vec<_>>(),
         "evaluated"
     );
     root_span.record("cards", outcome.cards.len());

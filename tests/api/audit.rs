@@ -65,8 +65,8 @@ async fn each_hook_call_is_audited_with_its_cards_suggestions_sources_and_latenc
         record.data_sources.iter().map(|(key, origin)| (key.as_str(), origin.as_str())).collect();
     assert_eq!(sources.len(), 7, "{sources:?}");
     assert_eq!(sources["procedures"], "absent");
-    assert_eq!(sources["patient"], "prefetch");
-    assert_eq!(sources["conditions"], "prefetch");
+    assert_eq!(sources["patient"], "sent");
+    assert_eq!(sources["conditions"], "sent");
 }
 
 /// The stored bytes (SQLite file and WAL) never hold the patient id, names, birth date or

@@ -21,6 +21,8 @@ enum Mode {
     Huge,
     /// Search Bundles come in two pages.
     Paged,
+    /// Search Bundles hold every entry on page 1 and link to a page 2 that answers this status.
+    SecondPageFails(u16),
 }
 
 #[derive(Default)]
@@ -68,7 +70,7 @@ async fn respond(
                 .collect();
             return HttpResponse::Ok().json(json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}));
         }
-        Mode::Serve | Mode::Paged => {}
+        Mode::Serve | Mode::Paged | Mode::SecondPageFails(_) => {}
     }
     let path = request.path().trim_start_matches("/fhir/");
     if let Some(id) = path.strip_prefix("Patient/") {
@@ -82,12 +84,19 @@ async fn respond(
     let Some(key) = key_of(resource_type) else {
         return HttpResponse::NotFound().finish();
     };
-    let bundle = prefetch[key].clone();
+    let mut bundle = prefetch[key].clone();
+    let base = format!("http://{}", request.connection_info().host());
+    if let Mode::SecondPageFails(code) = mode {
+        if page == 2 {
+            return HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("status")).finish();
+        }
+        bundle["link"] = json!([{"relation": "next", "url": format!("{base}/fhir/page2/{resource_type}")}]);
+        return HttpResponse::Ok().json(bundle);
+    }
     if mode != Mode::Paged {
         return HttpResponse::Ok().json(bundle);
     }
     // Page 1 holds no entries and a next link; page 2 holds them all.
-    let base = format!("http://{}", request.connection_info().host());
     if page == 1 {
         HttpResponse::Ok().json(json!({
             "resourceType": "Bundle", "type": "searchset",
@@ -255,7 +264,24 @@ async fn next_links_are_followed_up_to_the_page_cap() {
     assert_eq!(status, 200);
     assert_eq!(card(&body, "dvt-suspected")["extension"]["dev.popliteal.wells"]["score"], 2);
     let detail = card(&body, "data-unavailable")["detail"].as_str().expect("detail").to_owned();
-    assert!(detail.contains("Only the first page"), "{detail}");
+    assert!(detail.contains("Read in part"), "{detail}");
+}
+
+#[tokio::test]
+async fn pages_already_read_stay_when_a_later_page_fails_and_the_key_is_reported_as_read_in_part() {
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let server = fake_fhir(request["prefetch"].clone(), Mode::SecondPageFails(503)).await;
+    let app = spawn_app_with(|_| {}).await;
+    // The intake itself comes from the server: its first page is readable, its second is not.
+    let (status, body) = post(&app, &without(request, &["questionnaireResponses", "conditions"], &server)).await;
+    assert_eq!(status, 200, "a readable intake on page 1 is not a 412: {body:#}");
+    let dvt = card(&body, "dvt-suspected");
+    assert_eq!(dvt["extension"]["dev.popliteal.wells"]["score"], 3, "the cancer Condition of page 1 counts");
+    let detail = card(&body, "data-unavailable")["detail"].as_str().expect("detail").to_owned();
+    assert!(detail.contains("Read in part"), "{detail}");
+    assert!(detail.contains("intake questionnaire responses") && detail.contains("conditions"), "{detail}");
+    let seen = server.seen.lock().expect("lock");
+    assert!(seen.requests.iter().any(|(uri, _, _)| uri.contains("page2/QuestionnaireResponse")));
 }
 
 #[tokio::test]
@@ -299,7 +325,7 @@ async fn the_token_is_never_sent_to_an_origin_that_is_not_allowed() {
     let (status, body) = post(&app, &partial).await;
     assert_eq!(status, 200);
     assert!(elsewhere.seen.lock().expect("lock").requests.is_empty(), "the token went to another origin");
-    assert!(card(&body, "data-unavailable")["detail"].as_str().expect("detail").contains("Only the first page"));
+    assert!(card(&body, "data-unavailable")["detail"].as_str().expect("detail").contains("Read in part"));
 }
 
 #[tokio::test]

@@ -49,6 +49,17 @@ fn unavailable_detail(body: &Value) -> String {
     card(body, "data-unavailable")["detail"].as_str().expect("detail").to_owned()
 }
 
+/// The resources the data-unavailable card names as skipped (`dev.popliteal.skipped`: ids stay
+/// out of the clinician's text).
+fn skipped_resources(body: &Value) -> Vec<String> {
+    card(body, "data-unavailable")["extension"]["dev.popliteal.skipped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["resource"].as_str().map(str::to_owned))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Size and depth
 
@@ -325,8 +336,9 @@ async fn a_wrong_type_in_any_questionnaire_response_field_skips_that_response_an
             // Unreadable: skipped and named (by id when it has a readable one), never evaluated.
             assert!(!shown.contains(&"dvt-suspected".to_owned()), "{field} = {wrong}: {shown:?}");
             let detail = unavailable_detail(&body);
+            assert!(detail.contains("QuestionnaireResponse"), "{field} = {wrong}: {detail}");
             let named = if field == "/id" { "QuestionnaireResponse" } else { "QuestionnaireResponse/qr1" };
-            assert!(detail.contains(named), "{field} = {wrong}: {detail}");
+            assert!(skipped_resources(&body).contains(&named.to_owned()), "{field} = {wrong}: {body:#}");
         }
     }
 }
@@ -434,7 +446,8 @@ async fn partial_dates_and_offsets_are_read_as_the_periods_they_are() {
     request["prefetch"]["conditions"]["entry"][0]["resource"]["recordedDate"] = json!("24/05/2024");
     let (status, body) = answer(app.post_json(PATIENT_VIEW, &request).await).await;
     cards_ok(status, &body, &request);
-    assert!(unavailable_detail(&body).contains("Condition/c1"), "{body:#}");
+    assert!(skipped_resources(&body).contains(&"Condition/c1".to_owned()), "{body:#}");
+    assert!(!unavailable_detail(&body).contains("Condition/c1"), "ids stay out of the text: {body:#}");
 }
 
 #[tokio::test]

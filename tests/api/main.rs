@@ -10,7 +10,6 @@ mod durability;
 mod errors;
 mod examples;
 mod feedback;
-mod fhir_examples;
 mod fhir_fetch;
 mod health;
 mod hostile;

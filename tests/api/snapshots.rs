@@ -3,7 +3,8 @@
 
 use popliteal::catalogue::ServiceKind;
 use popliteal::configuration::Settings;
-use popliteal::evaluate::{EvaluationSettings, Fetched, Knowledge, evaluate};
+use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
+use popliteal::fhir::record::PatientRecord;
 use popliteal::protocol::card::CdsResponse;
 use popliteal::protocol::request::HookRequest;
 use time::macros::datetime;
@@ -14,10 +15,7 @@ const NOW: time::OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
 
 fn cards_of(name: &str) -> serde_json::Value {
     let settings: Settings = test_settings(|_| {});
-    let knowledge = Knowledge {
-        terminology: popliteal::terminology::Terminology::embedded().expect("code lists"),
-        wording: popliteal::cards::wording::Wording::embedded().expect("wording"),
-    };
+    let knowledge = Knowledge::embedded().expect("the knowledge loads");
     let evaluation = EvaluationSettings {
         questionnaire_canonical: settings.questionnaire_canonical(),
         questionnaire_url: settings.questionnaire_public_url(),
@@ -26,8 +24,10 @@ fn cards_of(name: &str) -> serde_json::Value {
     let vignette = load_vignettes(NOW).into_iter().find(|v| v.name == name).expect("vignette");
     let body = serde_json::to_vec(&vignette.request).expect("serialise");
     let request = HookRequest::parse(&body).expect("a valid request");
-    let outcome = evaluate(ServiceKind::PatientView, &request, &knowledge, &evaluation, NOW, &Fetched::default())
-        .expect("evaluates");
+    request.check_for(ServiceKind::PatientView).expect("a patient-view request");
+    let record = PatientRecord::from_prefetch(&request.prefetch);
+    let outcome =
+        evaluate(ServiceKind::PatientView, &request, &record, &knowledge, &evaluation, NOW).expect("evaluates");
     serde_json::to_value(CdsResponse { cards: outcome.cards }).expect("JSON")
 }
 

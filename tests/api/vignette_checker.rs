@@ -57,3 +57,28 @@ fn protocol_checks_catch_long_summaries_nulls_and_suggestions_without_selection_
         json!([{"label": "l", "uuid": "6f1c1d1e-2a8b-4c55-9a52-2d1f6b0c1a12", "actions": []}]);
     assert!(!protocol_problems(&suggestion, "p").is_empty());
 }
+
+#[test]
+fn an_expectation_the_checker_does_not_know_fails_the_vignette() {
+    let expect = json!({"cards": {"baker-cyst": ["info"]}, "wording": [{"topic": "baker-cyst"}]});
+    let problems = expectation_problems(&expect, 200, &response("baker-cyst", "info"));
+    assert!(problems.iter().any(|p| p.contains("wording")), "{problems:?}");
+}
+
+#[test]
+fn a_text_rule_fails_when_the_field_breaks_it_and_passes_when_it_holds() {
+    let must = |pattern: &str| json!({"text": [{"topic": "baker-cyst", "field": "summary", "pattern": pattern, "rule": "must", "why": "w"}]});
+    assert!(expectation_problems(&must("(?i)a summary"), 200, &response("baker-cyst", "info")).is_empty());
+    assert!(!expectation_problems(&must("ultrasound"), 200, &response("baker-cyst", "info")).is_empty());
+    let must_not =
+        json!({"text": [{"topic": "baker-cyst", "field": "card", "pattern": "Why", "rule": "mustnot", "why": "w"}]});
+    assert!(!expectation_problems(&must_not, 200, &response("baker-cyst", "info")).is_empty());
+    let no_card = must("anything");
+    assert!(!expectation_problems(&no_card, 200, &response("nerve-pain", "info")).is_empty(), "a must needs its card");
+    let unknown_field =
+        json!({"text": [{"topic": "baker-cyst", "field": "title", "pattern": "x", "rule": "must", "why": "w"}]});
+    assert!(!expectation_problems(&unknown_field, 200, &response("baker-cyst", "info")).is_empty());
+    let unknown_kind =
+        json!({"text": [{"topic": "baker-cyst", "field": "summary", "pattern": "x", "rule": "should", "why": "w"}]});
+    assert!(!expectation_problems(&unknown_kind, 200, &response("baker-cyst", "info")).is_empty());
+}
