@@ -131,6 +131,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_observation_query_asks_for_every_code_of_the_observation_value_sets() {
+        use crate::terminology::{CodeList, Terminology};
+        let catalogue = Catalogue::embedded().expect("services.json matches the registry");
+        let terminology = Terminology::embedded().expect("the code lists load");
+        for kind in ServiceKind::ALL {
+            let query = &catalogue.templates(*kind)["observations"];
+            for list in [CodeList::BodyTemperature, CodeList::DDimerFeu, CodeList::DDimerDdu] {
+                let codes = terminology.value_sets.codes_of(list, "http://loinc.org");
+                assert!(!codes.is_empty(), "{}", list.key());
+                for code in codes {
+                    assert!(query.contains(&format!("http://loinc.org|{code}")), "{} lacks {code}", kind.id());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_shipped_catalogue_matches_the_handlers() {
         let catalogue = Catalogue::embedded().expect("services.json matches the registry");
         assert_eq!(catalogue.find("posterior-knee-pain"), Some(ServiceKind::PatientView));

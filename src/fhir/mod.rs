@@ -10,6 +10,8 @@ pub mod intake;
 pub mod interpret;
 pub mod page;
 pub mod record;
+#[cfg(test)]
+mod record_scenarios;
 pub mod reference;
 pub mod time;
 pub mod views;

@@ -9,7 +9,7 @@
 
 use super::Urgency;
 use super::dvt::{Pathway, side_covers};
-use super::orders::{OrderKind, ProposedOrder};
+use super::orders::{OrderKind, Priority, ProposedOrder};
 use super::question::Side;
 use super::red_flags::{RedFlag, RedFlagKind};
 use super::{Assessment, Evaluation};
@@ -72,23 +72,32 @@ fn drafted(drafts: &[DraftOrder], kind: OrderKind) -> bool {
     drafts.iter().any(|d| d.kind == DraftKind::Order(kind))
 }
 
+/// Whether a draft is this proposed order: the same kind and, for a venous duplex, a scan that
+/// examines the leg (one drafted for the other leg is not; an unstated side is the clinician's
+/// to choose, so it is).
+fn answers(draft: &DraftOrder, order: &ProposedOrder) -> bool {
+    draft.kind == DraftKind::Order(order.kind)
+        && (order.kind != OrderKind::VenousDuplex
+            || draft.side.is_none()
+            || order.side.is_none()
+            || side_covers(draft.side, order.side))
+}
+
 fn dvt_review(evaluation: &Evaluation, drafts: &[DraftOrder]) -> Option<Uncovered> {
     let dvt = evaluation.dvt.as_ref()?;
     if dvt.duplex_on_order.is_some() || dvt.pathway == Pathway::ConsiderAlternative {
         return None;
     }
-    // A drafted duplex covers the leg unless it names only the other one: the clinician is
-    // ordering it now, so an unstated side is theirs to choose.
-    let duplex_drafted = drafts.iter().any(|d| {
-        d.kind == DraftKind::Order(OrderKind::VenousDuplex)
-            && (d.side.is_none() || evaluation.side.is_none() || side_covers(d.side, evaluation.side))
-    });
+    // A drafted duplex covers the leg unless it names only the other one.
+    let scan = ProposedOrder::new(OrderKind::VenousDuplex, evaluation.side, Priority::Urgent);
+    let duplex_drafted = drafts.iter().any(|d| answers(d, &scan));
     let d_dimer_answers_it =
         matches!(dvt.pathway, Pathway::DDimerFirst | Pathway::CompleteTheScore | Pathway::ReadTheDDimer);
     if duplex_drafted || (d_dimer_answers_it && drafted(drafts, OrderKind::DDimer)) {
         return None;
     }
-    let missing: Vec<ProposedOrder> = dvt.orders.iter().filter(|o| !drafted(drafts, o.kind)).cloned().collect();
+    let missing: Vec<ProposedOrder> =
+        dvt.orders.iter().filter(|o| !drafts.iter().any(|d| answers(d, o))).cloned().collect();
     Some(Uncovered {
         urgency: Urgency::Critical,
         missing,
@@ -106,15 +115,15 @@ fn nerve_review(evaluation: &Evaluation, drafts: &[DraftOrder]) -> Option<Uncove
     if drafted(drafts, OrderKind::LumbarSpineMri) {
         return None;
     }
-    let mut missing: Vec<ProposedOrder> = Vec::new();
-    for order in flags.iter().flat_map(|f| f.orders.iter()) {
-        if !missing.iter().any(|m| m.kind == order.kind) {
-            missing.push(order.clone());
-        }
-    }
-    // The most urgent flag's priority wins (cauda equina: same day).
+    // One order per kind, at the most urgent flag's priority (cauda equina: same day).
+    let mut missing: Vec<ProposedOrder> = flags.iter().flat_map(|f| f.orders.iter()).cloned().collect();
     missing.sort_by_key(|o| std::cmp::Reverse(o.priority));
-    missing.dedup_by_key(|o| o.kind);
+    let mut seen = Vec::new();
+    missing.retain(|o| {
+        let first = !seen.contains(&o.kind);
+        seen.push(o.kind);
+        first
+    });
     Some(Uncovered {
         urgency,
         missing,

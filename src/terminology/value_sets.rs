@@ -179,6 +179,20 @@ impl ValueSets {
         self.by_system.values().flat_map(|codes| codes.values()).filter(|facts| facts.is_in(list)).count()
     }
 
+    /// The codes of a list in one system (for checking the queries that fetch them).
+    pub fn codes_of(&self, list: CodeList, system: &str) -> Vec<&str> {
+        let mut codes: Vec<&str> = self
+            .by_system
+            .get(system)
+            .into_iter()
+            .flat_map(|codes| codes.iter())
+            .filter(|(_, facts)| facts.is_in(list))
+            .map(|(code, _)| code.as_str())
+            .collect();
+        codes.sort_unstable();
+        codes
+    }
+
     /// Where a list's codes come from.
     pub fn sources(&self, list: CodeList) -> &[ListSource] {
         self.sources.get(&list).map_or(&[], Vec::as_slice)

@@ -1,6 +1,9 @@
 //! Clinical scenarios: each test states one behaviour of the rules of
 //! `shared/spec/clinical-logic.md` (and the intake part of the questionnaire contract) and
-//! checks it through the public entry point, `assess`.
+//! checks it through the public entry point, `assess`. The order hooks' review of draft orders
+//! has its own module, `order_review`.
+
+mod order_review;
 
 use time::OffsetDateTime;
 use time::macros::{date, datetime};
