@@ -28,7 +28,8 @@ fn run_check(arguments: &[&str]) -> (i32, String) {
 
 fn assert_ran(code: i32, text: &str) {
     assert_ne!(
-        code, 2,
+        code,
+        2,
         "simple-icd-10-cm is not installed for {}: `pip install simple-icd-10-cm==1.5.0` into it, or run .ci/run \
          (which makes a virtualenv and sets POPLITEAL_PYTHON)\n{text}",
         python()

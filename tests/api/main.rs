@@ -16,5 +16,6 @@ mod hostile;
 mod openapi;
 mod patient_view;
 mod questionnaire;
+mod record_reading;
 mod snapshots;
 mod vignette_checker;
