@@ -611,10 +611,21 @@ pub fn build(assessment: &Assessment, report: &DataReport<'_>, ctx: &CardContext
     drafts.into_iter().map(|draft| render(draft, ctx)).collect()
 }
 
-fn order_draft(topic: Topic, summary: String, action: &Text, knee_note: &Text, uncovered: &Uncovered) -> Draft {
+fn order_draft(
+    topic: Topic,
+    summary: String,
+    action: &Text,
+    knee_note: &Text,
+    uncovered: &Uncovered,
+    w: &Wording,
+) -> Draft {
     let mut draft = Draft::new(topic, uncovered.urgency, summary, action.to_string());
     if !uncovered.knee_treatments.is_empty() {
-        let orders: Vec<&str> = uncovered.knee_treatments.iter().map(|d| d.description.as_str()).collect();
+        let orders: Vec<&str> = uncovered
+            .knee_treatments
+            .iter()
+            .map(|d| if d.description.trim().is_empty() { w.phrases.uncoded.as_str() } else { d.description.as_str() })
+            .collect();
         draft.notes.push(knee_note.fill(&[("orders", &orders.join("; "))]));
     }
     draft.orders = uncovered.missing.clone();
@@ -656,6 +667,7 @@ pub fn build_order_review(
                     &w.dvt.order_action,
                     &w.dvt.order_knee_treatments,
                     uncovered,
+                    w,
                 );
                 draft.why_from(&assessment.signs, w);
                 draft.show_wells(&assessment.wells, WellsView::Table, assessment.special_populations.is_empty());
@@ -668,6 +680,7 @@ pub fn build_order_review(
                     &w.neuro.order_action,
                     &w.neuro.order_knee_treatments,
                     uncovered,
+                    w,
                 );
                 for flag in evaluation
                     .red_flags

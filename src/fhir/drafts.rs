@@ -42,7 +42,7 @@ fn service_request(request: &ServiceRequest, selections: &[String], terminology:
         side,
         selected: is_selected("ServiceRequest", request.id.as_deref(), selections),
         concerns_knee,
-        description: concept.map_or_else(|| "ServiceRequest".to_owned(), describe),
+        description: concept.map(describe).unwrap_or_default(),
     }
 }
 
@@ -62,7 +62,7 @@ fn medication_request(request: &MedicationRequest, selections: &[String], termin
         side: None,
         selected: is_selected("MedicationRequest", request.id.as_deref(), selections),
         concerns_knee: request.reason_code.iter().any(|c| mentions_knee(c, terminology)),
-        description: description.unwrap_or_else(|| "MedicationRequest".to_owned()),
+        description: description.unwrap_or_default(),
     }
 }
 

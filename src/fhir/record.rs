@@ -67,19 +67,6 @@ impl DataKey {
         self != DataKey::Patient
     }
 
-    /// What a clinician would call this part of the record.
-    pub fn description(self) -> &'static str {
-        match self {
-            DataKey::Patient => "demographics",
-            DataKey::QuestionnaireResponses => "intake questionnaire responses",
-            DataKey::Conditions => "conditions (problem list)",
-            DataKey::Observations => "observations (temperature, D-dimer)",
-            DataKey::Medications => "medication orders",
-            DataKey::ServiceRequests => "orders (service requests)",
-            DataKey::Procedures => "procedures",
-        }
-    }
-
     pub fn record_source(self) -> Option<RecordSource> {
         match self {
             DataKey::Conditions => Some(RecordSource::Conditions),

@@ -25,13 +25,14 @@ pub fn codings(concept: &CodeableConcept) -> impl Iterator<Item = (&str, &str)> 
     concept.coding.iter().filter_map(|c| Some((c.system.as_deref()?, c.code.as_deref()?)))
 }
 
-/// A short human description of a concept: its text, else its first display, else its first code.
+/// A short human description of a concept: its text, else its first display, else its first code;
+/// empty when it has none (the card then says so in its own words).
 pub fn describe(concept: &CodeableConcept) -> String {
     if let Some(text) = concept.text.as_deref() {
         return text.to_owned();
     }
     let first = concept.coding.first();
-    first.and_then(|c| c.display.clone().or_else(|| c.code.clone())).unwrap_or_else(|| "(uncoded)".to_owned())
+    first.and_then(|c| c.display.clone().or_else(|| c.code.clone())).unwrap_or_default()
 }
 
 /// The side a ServiceRequest's `bodySite` names with a laterality qualifier (left, right, both).

@@ -31,7 +31,7 @@ pub struct DraftOrder {
     pub selected: bool,
     /// Whether it concerns the knee (a knee code, or "knee" in its code text).
     pub concerns_knee: bool,
-    /// What the clinician sees it as (the code's text or display).
+    /// What the clinician sees it as (the code's text or display; empty when it has neither).
     pub description: String,
 }
 

@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod card_decisions;
 mod discovery;
 mod durability;
 mod errors;
