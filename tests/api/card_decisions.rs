@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, card, codes_of, protocol_problems, spawn_app, suggested_resources, topics, vignette_request,
+    TestApp, card, codes_of, date_days_ago as date, spawn_app, suggested_resources, topics, vignette_request,
+    with_bundle as with,
 };
 
 const SERVICE: &str = "/cds-services/posterior-knee-pain";
@@ -13,12 +14,7 @@ const DUPLEX: &[&str] = &["39420-5", "39432-0", "39443-7"];
 const D_DIMER: &[&str] = &["48065-7", "48066-5"];
 
 async fn answer(app: &TestApp, request: &Value) -> Value {
-    let response = app.post_json(SERVICE, request).await;
-    assert_eq!(response.status().as_u16(), 200);
-    let body: Value = response.json().await.expect("JSON");
-    let problems = protocol_problems(&body, request["context"]["patientId"].as_str().expect("patient"));
-    assert!(problems.is_empty(), "{problems:#?}");
-    body
+    app.cards(SERVICE, request).await
 }
 
 fn items(request: &mut Value) -> &mut Vec<Value> {
@@ -47,15 +43,6 @@ fn patient_reference(request: &Value) -> String {
     format!("Patient/{}", request["context"]["patientId"].as_str().expect("patient"))
 }
 
-fn with(mut request: Value, key: &str, resources: Vec<Value>) -> Value {
-    request["prefetch"][key] = json!({"resourceType": "Bundle", "type": "searchset",
-        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
-    request
-}
-
-fn date(days_ago: i64) -> String {
-    (time::OffsetDateTime::now_utc() - time::Duration::days(days_ago)).date().to_string()
-}
 
 fn d_dimer(request: &Value, code: &str, days_ago: i64, value: f64, unit: &str) -> Value {
     json!({"resourceType": "Observation", "id": "dd", "status": "final",

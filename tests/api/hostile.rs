@@ -322,7 +322,7 @@ async fn a_wrong_type_in_any_questionnaire_response_field_skips_that_response_an
         let right =
             base.pointer(&format!("/prefetch/questionnaireResponses/entry/0/resource{field}")).expect("field").clone();
         // fhir-sdk reads a nested struct from an array too (serde's sequence form), so an array
-        // where an object belongs is not tried here (see `prefetch::is_object` for the top level).
+        // where an object belongs is not tried here (see `fhir::page::is_object` for the top level).
         for wrong in wrong_values(&right).into_iter().filter(|w| !(right.is_object() && w.is_array())) {
             let mut request = base.clone();
             set(questionnaire_response(&mut request), field, wrong.clone());

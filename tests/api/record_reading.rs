@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    card, codes_of, protocol_problems, spawn_app, spawn_app_with, suggested_resources, test_settings, topics,
-    vignette_request,
+    TestApp, card, codes_of, date_days_ago as date, spawn_app, spawn_app_with, suggested_resources, test_settings,
+    topics, vignette_request, with_bundle as with,
 };
 
 const SERVICE: &str = "/cds-services/posterior-knee-pain";
@@ -19,17 +19,8 @@ async fn answer(request: &Value) -> Value {
     answer_from(&spawn_app().await, request).await
 }
 
-async fn answer_from(app: &crate::support::TestApp, request: &Value) -> Value {
-    let response = app.post_json(SERVICE, request).await;
-    assert_eq!(response.status().as_u16(), 200);
-    let body: Value = response.json().await.expect("JSON");
-    let problems = protocol_problems(&body, request["context"]["patientId"].as_str().expect("patient"));
-    assert!(problems.is_empty(), "{problems:#?}");
-    body
-}
-
-fn date(days_ago: i64) -> String {
-    (time::OffsetDateTime::now_utc() - time::Duration::days(days_ago)).date().to_string()
+async fn answer_from(app: &TestApp, request: &Value) -> Value {
+    app.cards(SERVICE, request).await
 }
 
 fn instant(hours_ago: i64) -> String {
@@ -60,12 +51,6 @@ fn condition(request: &Value, system: &str, code: &str, extra: Value) -> Value {
     });
     condition.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
     condition
-}
-
-fn with(mut request: Value, key: &str, resources: Vec<Value>) -> Value {
-    request["prefetch"][key] = json!({"resourceType": "Bundle", "type": "searchset",
-        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
-    request
 }
 
 fn wells_item(body: &Value, item: &str) -> Value {

@@ -49,6 +49,29 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.address)).send().await.expect("the request is sent")
     }
+
+    /// Posts a hook request and returns its cards, once the answer is a 200 that keeps every
+    /// rule of the protocol (`protocol_problems`).
+    pub async fn cards(&self, path: &str, request: &serde_json::Value) -> serde_json::Value {
+        let response = self.post_json(path, request).await;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        let problems = protocol_problems(&body, request["context"]["patientId"].as_str().expect("a patient id"));
+        assert!(problems.is_empty(), "{problems:#?}");
+        body
+    }
+}
+
+/// The request with a prefetch key replaced by a searchset Bundle of these resources.
+pub fn with_bundle(mut request: serde_json::Value, key: &str, resources: Vec<serde_json::Value>) -> serde_json::Value {
+    request["prefetch"][key] = serde_json::json!({"resourceType": "Bundle", "type": "searchset",
+        "entry": resources.into_iter().map(|r| serde_json::json!({"resource": r})).collect::<Vec<_>>()});
+    request
+}
+
+/// The date `days_ago` days before today (UTC), as FHIR writes a date.
+pub fn date_days_ago(days_ago: i64) -> String {
+    (time::OffsetDateTime::now_utc() - time::Duration::days(days_ago)).date().to_string()
 }
 
 /// `../shared/vignettes`, beside the repository.
