@@ -43,7 +43,6 @@ fn patient_reference(request: &Value) -> String {
     format!("Patient/{}", request["context"]["patientId"].as_str().expect("patient"))
 }
 
-
 fn d_dimer(request: &Value, code: &str, days_ago: i64, value: f64, unit: &str) -> Value {
     json!({"resourceType": "Observation", "id": "dd", "status": "final",
         "code": {"coding": [{"system": LOINC, "code": code, "display": "Fibrin D-dimer"}]},
