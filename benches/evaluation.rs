@@ -8,9 +8,9 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use popliteal::catalogue::ServiceKind;
 use popliteal::configuration::{Settings, configuration_directory};
 use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
+use popliteal::fhir::assembly;
 use popliteal::fhir::intake::{self, IntakePolicy};
 use popliteal::fhir::interpret;
-use popliteal::fhir::record::PatientRecord;
 use popliteal::knee::facts::Situation;
 use popliteal::protocol::request::HookRequest;
 
@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         let body = serde_json::to_vec(&request).expect("serialise");
         let parsed = HookRequest::parse(&body).expect("valid request");
         let patient_id = parsed.context.patient_id.clone();
-        let record = PatientRecord::from_prefetch(&parsed.prefetch);
+        let record = assembly::from_prefetch_alone(&parsed.prefetch);
         let policy = IntakePolicy {
             canonical: settings.questionnaire_canonical(),
             stale_after: time::Duration::days(settings.questionnaire.stale_after_days),
@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("{name}/request body to cards"), |b| {
             b.iter(|| {
                 let request = HookRequest::parse(black_box(&body)).expect("valid");
-                let record = PatientRecord::from_prefetch(&request.prefetch);
+                let record = assembly::from_prefetch_alone(&request.prefetch);
                 evaluate(ServiceKind::PatientView, &request, &record, &knowledge, &evaluation, now).expect("cards")
             })
         });

@@ -74,7 +74,7 @@ fn main() {
             let started = Instant::now();
             for _ in 0..times {
                 let request = popliteal::protocol::request::HookRequest::parse(&body).expect("valid");
-                let record = popliteal::fhir::record::PatientRecord::from_prefetch(&request.prefetch);
+                let record = popliteal::fhir::assembly::from_prefetch_alone(&request.prefetch);
                 let outcome = popliteal::evaluate::evaluate(
                     popliteal::catalogue::ServiceKind::PatientView,
                     &request,

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use popliteal::catalogue::ServiceKind;
 use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
-use popliteal::fhir::record::PatientRecord;
+use popliteal::fhir::assembly;
 use popliteal::limits::json_depth_exceeds;
 use popliteal::protocol::card::CdsResponse;
 use popliteal::protocol::request::HookRequest;
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     // The record as it is assembled without a FHIR server.
-    let record = PatientRecord::from_prefetch(&request.prefetch);
+    let record = assembly::from_prefetch_alone(&request.prefetch);
     let Ok(outcome) = evaluate(service, &request, &record, &KNOWLEDGE, &SETTINGS, NOW) else {
         return;
     };

@@ -135,6 +135,31 @@ async fn fetch_key(
     }
 }
 
+/// Reads every key the prefetch holds into the record; returns the keys that still need the FHIR
+/// server.
+fn read_prefetch(prefetch: &HashMap<String, Box<RawValue>>) -> (PatientRecord, Vec<Pending>) {
+    let mut record = PatientRecord::default();
+    let mut pending = Vec::new();
+    for key in DataKey::ALL {
+        match read_sent(*key, prefetch.get(key.prefetch_key()).map(|v| &**v)) {
+            Ok((data, provenance)) => record.insert(data, provenance),
+            Err(waiting) => pending.push(waiting),
+        }
+    }
+    (record, pending)
+}
+
+/// The record as the prefetch alone gives it, as when a call has no `fhirServer` (benchmarks,
+/// fuzzing and tests that evaluate without HTTP).
+pub fn from_prefetch_alone(prefetch: &HashMap<String, Box<RawValue>>) -> PatientRecord {
+    let (mut record, pending) = read_prefetch(prefetch);
+    for waiting in pending {
+        let (data, provenance) = waiting.unfetched(Cause::NoServer);
+        record.insert(data, provenance);
+    }
+    record
+}
+
 /// Assembles the patient record: the prefetch first, then the FHIR server for what it lacks.
 /// `templates` are the service's prefetch query templates, by key.
 #[tracing::instrument(name = "assemble record", skip_all)]
@@ -145,14 +170,7 @@ pub async fn assemble(
     policy: &FetchPolicy,
     metrics: &Metrics,
 ) -> PatientRecord {
-    let mut record = PatientRecord::default();
-    let mut pending = Vec::new();
-    for key in DataKey::ALL {
-        match read_sent(*key, request.prefetch.get(key.prefetch_key()).map(|v| &**v)) {
-            Ok((data, provenance)) => record.insert(data, provenance),
-            Err(waiting) => pending.push(waiting),
-        }
-    }
+    let (mut record, pending) = read_prefetch(&request.prefetch);
     if pending.is_empty() {
         return record;
     }

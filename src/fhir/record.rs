@@ -355,24 +355,6 @@ impl PatientRecord {
     pub fn incomplete_keys(&self) -> impl Iterator<Item = (DataKey, Provenance)> + '_ {
         self.provenance.iter().copied().filter(|(_, provenance)| !provenance.is_complete())
     }
-
-    /// A record from a prefetch alone, without a FHIR server (tests and benchmarks).
-    pub fn from_prefetch(prefetch: &std::collections::HashMap<String, Box<RawValue>>) -> PatientRecord {
-        let mut record = PatientRecord::default();
-        for key in DataKey::ALL {
-            let mut data = KeyData::new(*key);
-            let provenance = match prefetch.get(key.prefetch_key()) {
-                None => Provenance::Absent,
-                Some(raw) => match data.read_value(raw) {
-                    PageOutcome::Read { next: None } => Provenance::Sent,
-                    PageOutcome::Read { next: Some(_) } => Provenance::Partial(Cause::NoServer),
-                    PageOutcome::Failed(cause) => Provenance::Failed(cause),
-                },
-            };
-            record.insert(data, provenance);
-        }
-        record
-    }
 }
 
 #[cfg(test)]

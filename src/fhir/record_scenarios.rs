@@ -47,7 +47,7 @@ fn facts_of(key: DataKey, resources: Vec<Value>) -> (RecordFacts, PatientRecord)
         serde_json::value::to_raw_value(&json!({"resourceType": "Patient", "id": PATIENT})).expect("raw"),
     );
     prefetch.insert(key.prefetch_key().to_owned(), serde_json::value::to_raw_value(&bundle(resources)).expect("raw"));
-    let record = PatientRecord::from_prefetch(&prefetch);
+    let record = super::assembly::from_prefetch_alone(&prefetch);
     let (terminology, thresholds) = &*KNOWLEDGE;
     (record_facts(&record, PATIENT, terminology, thresholds, NOW), record)
 }

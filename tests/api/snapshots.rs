@@ -4,13 +4,12 @@
 use popliteal::catalogue::ServiceKind;
 use popliteal::configuration::Settings;
 use popliteal::evaluate::{EvaluationSettings, Knowledge, evaluate};
-use popliteal::fhir::record::PatientRecord;
+use popliteal::fhir::assembly;
+use popliteal::fhir::record::{Cause, DataKey, KeyData, PatientRecord, Provenance};
 use popliteal::protocol::card::CdsResponse;
 use popliteal::protocol::request::HookRequest;
-use time::macros::datetime;
-
-use popliteal::fhir::record::{Cause, DataKey, KeyData, Provenance};
 use serde_json::{Value, json};
+use time::macros::datetime;
 
 use crate::support::{load_order_vignettes, load_vignettes, test_settings};
 
@@ -28,7 +27,7 @@ fn cards_for(service: ServiceKind, request: &Value, adjust: impl FnOnce(&mut Pat
     let body = serde_json::to_vec(request).expect("serialise");
     let request = HookRequest::parse(&body).expect("a valid request");
     request.check_for(service).expect("a request for this service");
-    let mut record = PatientRecord::from_prefetch(&request.prefetch);
+    let mut record = assembly::from_prefetch_alone(&request.prefetch);
     adjust(&mut record);
     let outcome = evaluate(service, &request, &record, &knowledge, &evaluation, NOW).expect("evaluates");
     serde_json::to_value(CdsResponse { cards: outcome.cards }).expect("JSON")
