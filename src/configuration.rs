@@ -500,6 +500,15 @@ mod tests {
     }
 
     #[test]
+    fn a_site_codes_file_comes_from_a_variable_and_an_empty_one_means_none() {
+        assert_eq!(load("production", &[]).terminology.site_codes_file, None);
+        let empty = load("production", &[("POPLITEAL__TERMINOLOGY__SITE_CODES_FILE", "")]);
+        assert_eq!(empty.terminology.site_codes_file, None);
+        let set = load("production", &[("POPLITEAL__TERMINOLOGY__SITE_CODES_FILE", "/etc/popliteal/site-codes.txt")]);
+        assert_eq!(set.terminology.site_codes_file, Some(PathBuf::from("/etc/popliteal/site-codes.txt")));
+    }
+
+    #[test]
     fn a_malformed_issuers_variable_is_a_configuration_error() {
         let variables = [("POPLITEAL__AUTH__ISSUERS", "[{\"iss\": "), TEST_HASH_KEY]
             .into_iter()
