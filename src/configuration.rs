@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub environment: Environment,
     pub server: ServerSettings,
@@ -40,6 +41,7 @@ fn optional_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Pa
 
 /// Reading what the prefetch lacks from the EHR's FHIR server (`fhirServer`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FhirSettings {
     /// The time budget of the whole fetch phase of one request, in milliseconds.
     pub fetch_budget_ms: u64,
@@ -70,6 +72,7 @@ impl Environment {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
     /// 0 picks a free port (tests).
@@ -81,6 +84,7 @@ pub struct ServerSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QuestionnaireSettings {
     /// The base of the Questionnaire's canonical URL (`{base}/fhir/Questionnaire/posterior-knee-pain`).
     pub canonical_base: String,
@@ -89,6 +93,7 @@ pub struct QuestionnaireSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// A tracing filter (`info`, `popliteal=debug,actix_web=info`); `RUST_LOG` wins when set.
     pub level: String,
@@ -105,6 +110,7 @@ pub enum LogFormat {
 
 /// How EHRs authenticate (CDS Hooks 2.0 "Trusting CDS Clients").
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// `jwt` (the default; the only mode production accepts) or `off` (local and test only).
     pub mode: AuthMode,
@@ -136,6 +142,7 @@ pub enum AuthMode {
 
 /// An EHR registered as a trusted issuer, with where its public keys are.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustedIssuer {
     /// The `iss` claim the EHR puts in its tokens, compared exactly.
     pub iss: String,
@@ -152,6 +159,7 @@ pub struct TrustedIssuer {
 
 /// CORS for browser clients such as the CDS Hooks Sandbox.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CorsSettings {
     /// Origins allowed to call from a browser (`https://sandbox.cds-hooks.org`); `*` allows any.
     /// A list in TOML, or comma-separated in `POPLITEAL__CORS__ALLOWED_ORIGINS`.
@@ -161,6 +169,7 @@ pub struct CorsSettings {
 
 /// Limits that keep one client from taking the service down.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     /// JSON bodies nested deeper than this are refused with 400.
     pub max_json_depth: usize,
@@ -205,6 +214,7 @@ fn issuers_from_tables_or_json<'de, D: Deserializer<'de>>(deserializer: D) -> Re
 
 /// Where feedback and the audit trail are stored (see `store`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://path/to/file.db?mode=rwc` (created on start), `sqlite::memory:` (one private
     /// in-memory database per process: tests), or `postgres://user:password@host:port/database`.
@@ -218,6 +228,7 @@ pub struct DatabaseSettings {
 
 /// The audit trail of hook calls, and how long it and the feedback are kept.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     /// The HMAC-SHA256 key the patient id is hashed with before it is stored: a secret, at least
     /// 32 characters. Production takes it from `POPLITEAL__AUDIT__PATIENT_HASH_KEY`.
@@ -235,6 +246,7 @@ pub struct AuditSettings {
 
 /// OpenTelemetry export (see `telemetry`): off unless `otlp_endpoint` is set.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// The OTLP/HTTP base URL of a collector (`http://otel-collector:4318`): traces go to
     /// `{endpoint}/v1/traces`, metrics to `{endpoint}/v1/metrics` (protobuf). Unset or empty: no
@@ -497,6 +509,17 @@ mod tests {
         )
         .expect_err("refused");
         assert!(error.to_string().contains("telemetry.otlp_endpoint"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_stops_the_start_naming_it() {
+        let variables = [("POPLITEAL__FHIR__PAGE_CAPP", "9"), TEST_HASH_KEY]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
+            .expect_err("refused");
+        assert!(error.to_string().contains("page_capp"), "{error}");
     }
 
     #[test]
