@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod cards;
 pub mod catalogue;
+mod coded;
 pub mod configuration;
 pub mod error;
 pub mod evaluate;

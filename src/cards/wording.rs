@@ -12,49 +12,25 @@ use serde::Deserialize;
 use crate::knee::question::Question;
 use crate::terminology::Coding;
 
-macro_rules! topics {
-    ($($variant:ident => $code:literal,)*) => {
-        /// The card topics (`source.topic.code`), one per kind of card.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Topic {
-            $($variant,)*
-        }
-
-        impl Topic {
-            pub const ALL: &'static [Topic] = &[$(Topic::$variant,)*];
-
-            pub fn code(self) -> &'static str {
-                match self {
-                    $(Topic::$variant => $code,)*
-                }
-            }
-
-            pub fn from_code(code: &str) -> Option<Topic> {
-                match code {
-                    $($code => Some(Topic::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-topics! {
-    DvtSuspected => "dvt-suspected",
-    BakerCystRupture => "baker-cyst-rupture",
-    PulmonaryEmbolism => "pulmonary-embolism",
-    LimbIschaemia => "limb-ischaemia",
-    Infection => "infection",
-    NeuroDeficit => "neuro-deficit",
-    CaudaEquina => "cauda-equina",
-    PoplitealAneurysm => "popliteal-aneurysm",
-    BakerCyst => "baker-cyst",
-    HamstringTendinopathy => "hamstring-tendinopathy",
-    NervePain => "nerve-pain",
-    NoClearPattern => "no-clear-pattern",
-    BookEvaluation => "book-evaluation",
-    IntakeMissing => "intake-missing",
-    DataUnavailable => "data-unavailable",
+crate::coded::coded_enum! {
+    /// The card topics (`source.topic.code`), one per kind of card.
+    pub enum Topic (code, from_code) {
+        DvtSuspected => "dvt-suspected",
+        BakerCystRupture => "baker-cyst-rupture",
+        PulmonaryEmbolism => "pulmonary-embolism",
+        LimbIschaemia => "limb-ischaemia",
+        Infection => "infection",
+        NeuroDeficit => "neuro-deficit",
+        CaudaEquina => "cauda-equina",
+        PoplitealAneurysm => "popliteal-aneurysm",
+        BakerCyst => "baker-cyst",
+        HamstringTendinopathy => "hamstring-tendinopathy",
+        NervePain => "nerve-pain",
+        NoClearPattern => "no-clear-pattern",
+        BookEvaluation => "book-evaluation",
+        IntakeMissing => "intake-missing",
+        DataUnavailable => "data-unavailable",
+    }
 }
 
 impl Topic {

@@ -34,78 +34,52 @@ impl Side {
     }
 }
 
-macro_rules! questions {
-    ($($variant:ident => $link_id:literal,)*) => {
-        /// One item of the intake questionnaire.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Question {
-            $($variant,)*
-        }
-
-        impl Question {
-            /// Every question, in contract order.
-            pub const ALL: &'static [Question] = &[$(Question::$variant,)*];
-
-            /// The contract's linkId.
-            pub fn link_id(self) -> &'static str {
-                match self {
-                    $(Question::$variant => $link_id,)*
-                }
-            }
-
-            pub fn from_link_id(link_id: &str) -> Option<Question> {
-                match link_id {
-                    $($link_id => Some(Question::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-questions! {
-    Side => "side",
-    DurationWeeks => "duration-weeks",
-    UnilateralSwelling => "rf-unilateral-swelling",
-    CalfPain => "rf-calf-pain",
-    Warmth => "rf-warmth",
-    Redness => "rf-redness",
-    SuddenCalfSwelling => "rf-sudden-calf-swelling",
-    BreathlessChestPain => "rf-breathless-chest-pain",
-    ColdPaleFoot => "rf-cold-pale-foot",
-    SeverePainAfterInjury => "rf-severe-pain-after-injury",
-    Fever => "rf-fever",
-    SpreadingRedness => "rf-spreading-redness",
-    PainAtRest => "rf-pain-at-rest",
-    FootWeakness => "rf-foot-weakness",
-    ProgressiveNumbness => "rf-progressive-numbness",
-    LumpFullness => "lump-fullness",
-    WorseFullBendStraighten => "worse-full-bend-straighten",
-    KneeSwelling => "knee-swelling",
-    MechanicalSymptoms => "mechanical-symptoms",
-    StiffnessAfterSitting => "stiffness-after-sitting",
-    PinpointInnerCorner => "pinpoint-inner-corner",
-    WorseHillsStairsSpeed => "worse-hills-stairs-speed",
-    ResistedBendReproduces => "resisted-bend-reproduces",
-    StretchReproduces => "stretch-reproduces",
-    RecentLoadIncrease => "recent-load-increase",
-    BurningTinglingNumbness => "burning-tingling-numbness",
-    RadiatesBelowKnee => "radiates-below-knee",
-    SittingCoughChanges => "sitting-cough-changes",
-    GivingWay => "giving-way",
-    SaddleBladderBowel => "rf-saddle-bladder-bowel",
-    PulsatileLump => "pulsatile-lump",
-    PregnantOrPostpartum => "pregnant-or-postpartum",
-    WellsActiveCancer => "wells-active-cancer",
-    WellsParalysisCast => "wells-paralysis-cast",
-    WellsBedriddenSurgery => "wells-bedridden-surgery",
-    WellsDeepVeinTenderness => "wells-deep-vein-tenderness",
-    WellsEntireLegSwollen => "wells-entire-leg-swollen",
-    WellsCalfSwelling3cm => "wells-calf-swelling-3cm",
-    WellsPittingOedema => "wells-pitting-oedema",
-    WellsCollateralVeins => "wells-collateral-veins",
-    WellsPreviousDvt => "wells-previous-dvt",
-    WellsAlternativeDx => "wells-alternative-dx",
+crate::coded::coded_enum! {
+    /// One item of the intake questionnaire (its linkId: a public contract, never renamed).
+    pub enum Question (link_id, from_link_id) {
+        Side => "side",
+        DurationWeeks => "duration-weeks",
+        UnilateralSwelling => "rf-unilateral-swelling",
+        CalfPain => "rf-calf-pain",
+        Warmth => "rf-warmth",
+        Redness => "rf-redness",
+        SuddenCalfSwelling => "rf-sudden-calf-swelling",
+        BreathlessChestPain => "rf-breathless-chest-pain",
+        ColdPaleFoot => "rf-cold-pale-foot",
+        SeverePainAfterInjury => "rf-severe-pain-after-injury",
+        Fever => "rf-fever",
+        SpreadingRedness => "rf-spreading-redness",
+        PainAtRest => "rf-pain-at-rest",
+        FootWeakness => "rf-foot-weakness",
+        ProgressiveNumbness => "rf-progressive-numbness",
+        LumpFullness => "lump-fullness",
+        WorseFullBendStraighten => "worse-full-bend-straighten",
+        KneeSwelling => "knee-swelling",
+        MechanicalSymptoms => "mechanical-symptoms",
+        StiffnessAfterSitting => "stiffness-after-sitting",
+        PinpointInnerCorner => "pinpoint-inner-corner",
+        WorseHillsStairsSpeed => "worse-hills-stairs-speed",
+        ResistedBendReproduces => "resisted-bend-reproduces",
+        StretchReproduces => "stretch-reproduces",
+        RecentLoadIncrease => "recent-load-increase",
+        BurningTinglingNumbness => "burning-tingling-numbness",
+        RadiatesBelowKnee => "radiates-below-knee",
+        SittingCoughChanges => "sitting-cough-changes",
+        GivingWay => "giving-way",
+        SaddleBladderBowel => "rf-saddle-bladder-bowel",
+        PulsatileLump => "pulsatile-lump",
+        PregnantOrPostpartum => "pregnant-or-postpartum",
+        WellsActiveCancer => "wells-active-cancer",
+        WellsParalysisCast => "wells-paralysis-cast",
+        WellsBedriddenSurgery => "wells-bedridden-surgery",
+        WellsDeepVeinTenderness => "wells-deep-vein-tenderness",
+        WellsEntireLegSwollen => "wells-entire-leg-swollen",
+        WellsCalfSwelling3cm => "wells-calf-swelling-3cm",
+        WellsPittingOedema => "wells-pitting-oedema",
+        WellsCollateralVeins => "wells-collateral-veins",
+        WellsPreviousDvt => "wells-previous-dvt",
+        WellsAlternativeDx => "wells-alternative-dx",
+    }
 }
 
 #[cfg(test)]

@@ -15,49 +15,37 @@ use crate::knee::question::Side;
 /// ICD-10-CM, as FHIR names it.
 pub const ICD_10_CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 
-macro_rules! code_lists {
-    ($($variant:ident => $key:literal: $doc:literal,)*) => {
-        /// The code lists the rules read the record through. Each is a key of `lists.json` and
-        /// of a site's codes file.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum CodeList {
-            $(#[doc = $doc] $variant,)*
-        }
-
-        impl CodeList {
-            pub const ALL: &'static [CodeList] = &[$(CodeList::$variant,)*];
-
-            /// The list's key in `lists.json` and in a site's codes file.
-            pub fn key(self) -> &'static str {
-                match self {
-                    $(CodeList::$variant => $key,)*
-                }
-            }
-
-            pub fn from_key(key: &str) -> Option<CodeList> {
-                match key {
-                    $($key => Some(CodeList::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-code_lists! {
-    ActiveCancer => "active-cancer": "Wells: active cancer (active Conditions).",
-    PreviousDvt => "previous-dvt": "Wells: previously documented DVT (any clinicalStatus).",
-    LegParesis => "leg-paresis": "Wells: paralysis or paresis of the leg (active Conditions).",
-    MajorSurgery => "major-surgery": "Wells: major surgery within 12 weeks (completed Procedures).",
-    Pregnancy => "pregnancy": "Wells not validated: pregnancy (active Conditions, recent onset).",
-    Anticoagulants => "anticoagulants": "Already anticoagulated (active MedicationRequests that order).",
-    BodyTemperature => "body-temperature": "Fever from the record (final Observations).",
-    DDimerFeu => "d-dimer-feu": "D-dimer in fibrinogen-equivalent units.",
-    DDimerDdu => "d-dimer-ddu": "D-dimer in D-dimer units (never compared with an FEU cut-off).",
-    BakerSupport => "baker-support": "Baker pattern support: knee osteoarthritis, Baker cyst, meniscal tear.",
-    KneePain => "knee-pain": "Knee pain on the record (decides whether a missing intake is worth a card).",
-    Radiculopathy => "radiculopathy": "Known lumbar radiculopathy or sciatica (nerve-pain pattern support).",
-    Nsaids => "nsaids": "NSAIDs drafted beside a red flag (order hooks; names only).",
+crate::coded::coded_enum! {
+    /// The code lists the rules read the record through. Each is a key of `lists.json` and of a
+    /// site's codes file.
+    pub enum CodeList (key, from_key) {
+        /// Wells: active cancer (active Conditions).
+        ActiveCancer => "active-cancer",
+        /// Wells: previously documented DVT (any clinicalStatus).
+        PreviousDvt => "previous-dvt",
+        /// Wells: paralysis or paresis of the leg (active Conditions).
+        LegParesis => "leg-paresis",
+        /// Wells: major surgery within 12 weeks (completed Procedures).
+        MajorSurgery => "major-surgery",
+        /// Wells not validated: pregnancy (active Conditions, recent onset).
+        Pregnancy => "pregnancy",
+        /// Already anticoagulated (active MedicationRequests that order).
+        Anticoagulants => "anticoagulants",
+        /// Fever from the record (final Observations).
+        BodyTemperature => "body-temperature",
+        /// D-dimer in fibrinogen-equivalent units.
+        DDimerFeu => "d-dimer-feu",
+        /// D-dimer in D-dimer units (never compared with an FEU cut-off).
+        DDimerDdu => "d-dimer-ddu",
+        /// Baker pattern support: knee osteoarthritis, Baker cyst, meniscal tear.
+        BakerSupport => "baker-support",
+        /// Knee pain on the record (decides whether a missing intake is worth a card).
+        KneePain => "knee-pain",
+        /// Known lumbar radiculopathy or sciatica (nerve-pain pattern support).
+        Radiculopathy => "radiculopathy",
+        /// NSAIDs drafted beside a red flag (order hooks; names only).
+        Nsaids => "nsaids",
+    }
 }
 
 /// The lists a code belongs to, as one bit per [`CodeList`].
