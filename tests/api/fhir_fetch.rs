@@ -337,3 +337,22 @@ async fn without_a_fhir_server_a_missing_required_key_is_412_and_a_missing_optio
     assert_eq!(status, 200);
     assert!(card(&body, "data-unavailable")["detail"].as_str().expect("detail").contains("procedures"));
 }
+
+#[tokio::test]
+async fn a_request_that_does_not_fit_its_service_is_refused_before_anything_is_read_from_the_ehr() {
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let server = fake_fhir(request["prefetch"].clone(), Mode::Serve).await;
+    let app = spawn_app_with(|_| {}).await;
+    // A patient-view request sent to the order-sign service (which needs order-sign and draft
+    // orders), with every key left to the FHIR server.
+    let response = app
+        .post_json("/cds-services/posterior-knee-pain-order-sign", &without(request.clone(), ALL_KEYS, &server))
+        .await;
+    assert_eq!(response.status().as_u16(), 400);
+    // A Patient in the prefetch that is not the context's patient.
+    let mut other = without(request, &["conditions"], &server);
+    other["prefetch"]["patient"]["id"] = json!("someone-else");
+    let (status, _) = post(&app, &other).await;
+    assert_eq!(status, 400);
+    assert!(server.seen.lock().expect("lock").requests.is_empty(), "PHI was fetched for a request refused anyway");
+}
