@@ -190,6 +190,21 @@ fn duplex_on_order_note(draft: &mut Draft, order: &DuplexOrder, w: &Wording) {
     draft.cite([&order.evidence]);
 }
 
+/// The plan (for the summary) and the action (for the detail) of a DVT pathway.
+fn pathway_texts(pathway: Pathway, w: &Wording) -> (&Text, &Text) {
+    let d = &w.dvt;
+    match pathway {
+        Pathway::DuplexDirect => (&d.plan_duplex_direct, &d.action_duplex_direct),
+        Pathway::DuplexLikely => (&d.plan_duplex, &d.action_duplex_likely),
+        Pathway::DuplexAnticoagulated => (&d.plan_duplex_anticoagulated, &d.action_duplex_anticoagulated),
+        Pathway::DuplexAfterPositiveDDimer => (&d.plan_duplex_positive_d_dimer, &d.action_duplex_positive_d_dimer),
+        Pathway::DDimerFirst => (&d.plan_d_dimer_first, &d.action_d_dimer_first),
+        Pathway::ConsiderAlternative => (&d.plan_consider_alternative, &d.action_consider_alternative),
+        Pathway::ReadTheDDimer => (&d.plan_read_d_dimer, &d.action_read_d_dimer),
+        Pathway::CompleteTheScore => (&d.plan_complete_score, &d.action_complete_score),
+    }
+}
+
 /// The plan of the DVT card's summary: what the card recommends now.
 fn dvt_plan(dvt: &DvtAssessment, w: &Wording) -> String {
     let d = &w.dvt;
@@ -199,17 +214,7 @@ fn dvt_plan(dvt: &DvtAssessment, w: &Wording) -> String {
     if let Some(scan) = &dvt.completed_scan {
         return d.plan_duplex_done.fill(&[("date", &format_date(scan.evidence.date, w))]);
     }
-    match dvt.pathway {
-        Pathway::DuplexDirect => &d.plan_duplex_direct,
-        Pathway::DuplexLikely => &d.plan_duplex,
-        Pathway::DuplexAnticoagulated => &d.plan_duplex_anticoagulated,
-        Pathway::DuplexAfterPositiveDDimer => &d.plan_duplex_positive_d_dimer,
-        Pathway::DDimerFirst => &d.plan_d_dimer_first,
-        Pathway::ConsiderAlternative => &d.plan_consider_alternative,
-        Pathway::ReadTheDDimer => &d.plan_read_d_dimer,
-        Pathway::CompleteTheScore => &d.plan_complete_score,
-    }
-    .to_string()
+    pathway_texts(dvt.pathway, w).0.to_string()
 }
 
 fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
@@ -228,16 +233,7 @@ fn dvt_draft(dvt: &DvtAssessment, side: Option<Side>, w: &Wording) -> Draft {
         &d.lead_incomplete
     };
     let summary = format!("{} {}", lead.fill(&[("side", side_text(side, w)), ("score", &score)]), dvt_plan(dvt, w));
-    let action: &Text = match dvt.pathway {
-        Pathway::DuplexDirect => &d.action_duplex_direct,
-        Pathway::DuplexLikely => &d.action_duplex_likely,
-        Pathway::DuplexAnticoagulated => &d.action_duplex_anticoagulated,
-        Pathway::DuplexAfterPositiveDDimer => &d.action_duplex_positive_d_dimer,
-        Pathway::DDimerFirst => &d.action_d_dimer_first,
-        Pathway::ConsiderAlternative => &d.action_consider_alternative,
-        Pathway::ReadTheDDimer => &d.action_read_d_dimer,
-        Pathway::CompleteTheScore => &d.action_complete_score,
-    };
+    let (_, action) = pathway_texts(dvt.pathway, w);
     let mut draft = Draft::new(Topic::DvtSuspected, dvt.urgency, summary, action.to_string());
     draft.why_from(&dvt.signs, w);
     draft.show_wells(&dvt.wells, WellsView::Table, validated);

@@ -72,19 +72,6 @@ pub enum Pathway {
     CompleteTheScore,
 }
 
-impl Pathway {
-    /// Whether the plan is imaging now.
-    pub fn images(self) -> bool {
-        matches!(
-            self,
-            Pathway::DuplexDirect
-                | Pathway::DuplexLikely
-                | Pathway::DuplexAnticoagulated
-                | Pathway::DuplexAfterPositiveDDimer
-        )
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct DvtAssessment {
     /// The DVT signs present.

@@ -76,23 +76,6 @@ impl CodeFacts {
     }
 }
 
-/// Where a list's codes come from, for the README and for reviewers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListSource {
-    /// A whole VSAC value set.
-    ValueSet { oid: String, title: String, version: String, expansion: String, codes: usize },
-    /// The kept part of a reviewed VSAC value set.
-    ReviewedValueSet { oid: String, review: String, kept: usize, left_out: usize },
-    /// An ICD-10-CM family expanded from the CMS tabular list.
-    Icd10CmFamily { root: String, codes: usize },
-    /// Codes named one by one (each with its source).
-    Codes(usize),
-    /// Ingredient names matched as whole words in texts and displays.
-    Names(usize),
-    /// Codes a deployment added (`terminology.site_codes_file`).
-    Site { file: String, codes: usize },
-}
-
 /// Every code list, loaded once.
 #[derive(Debug, Clone, Default)]
 pub struct ValueSets {
@@ -100,7 +83,6 @@ pub struct ValueSets {
     by_system: HashMap<String, HashMap<String, CodeFacts>>,
     /// Lower-case ingredient names, per list.
     names: HashMap<CodeList, Vec<String>>,
-    sources: HashMap<CodeList, Vec<ListSource>>,
 }
 
 /// An ICD-10-CM code as FHIR writes it: upper case, a dot after the category (`C18.9`). EHRs
@@ -132,10 +114,6 @@ impl ValueSets {
 
     pub fn add_names(&mut self, list: CodeList, names: &[String]) {
         self.names.entry(list).or_default().extend(names.iter().map(|n| n.to_lowercase()));
-    }
-
-    pub(super) fn add_source(&mut self, list: CodeList, source: ListSource) {
-        self.sources.entry(list).or_default().push(source);
     }
 
     /// What the lists know of a code, in one lookup.
@@ -179,11 +157,6 @@ impl ValueSets {
             .collect();
         codes.sort_unstable();
         codes
-    }
-
-    /// Where a list's codes come from.
-    pub fn sources(&self, list: CodeList) -> &[ListSource] {
-        self.sources.get(&list).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -260,15 +233,12 @@ impl From<SideCode> for Side {
 struct VsacValueSet<'a> {
     #[serde(borrow)]
     id: &'a str,
-    title: String,
-    version: String,
     #[serde(borrow)]
     expansion: VsacExpansion<'a>,
 }
 
 #[derive(Deserialize)]
 struct VsacExpansion<'a> {
-    timestamp: String,
     #[serde(borrow)]
     contains: Vec<VsacCode<'a>>,
 }
@@ -362,16 +332,6 @@ impl ValueSets {
                         for code in &value_set.expansion.contains {
                             sets.add(*list, code.system, code.code, None);
                         }
-                        sets.add_source(
-                            *list,
-                            ListSource::ValueSet {
-                                oid: reference.oid.clone(),
-                                title: value_set.title.clone(),
-                                version: value_set.version.clone(),
-                                expansion: value_set.expansion.timestamp.clone(),
-                                codes: value_set.expansion.contains.len(),
-                            },
-                        );
                     }
                     Some(review_name) => {
                         let text = files
@@ -403,15 +363,6 @@ impl ValueSets {
                         for code in &review.kept {
                             sets.add(*list, code.system, code.code, None);
                         }
-                        sets.add_source(
-                            *list,
-                            ListSource::ReviewedValueSet {
-                                oid: reference.oid.clone(),
-                                review: review_name.clone(),
-                                kept: review.kept.len(),
-                                left_out: review.left_out.len(),
-                            },
-                        );
                     }
                 }
             }
@@ -422,17 +373,12 @@ impl ValueSets {
                 for code in &family.codes {
                     sets.add(*list, ICD_10_CM, &code.code, code.side.map(Side::from));
                 }
-                sets.add_source(*list, ListSource::Icd10CmFamily { root: root.clone(), codes: family.codes.len() });
             }
             for code in &definition.codes {
                 sets.add(*list, &code.system, &code.code, code.side.map(Side::from));
             }
-            if !definition.codes.is_empty() {
-                sets.add_source(*list, ListSource::Codes(definition.codes.len()));
-            }
             if !definition.names.is_empty() {
                 sets.add_names(*list, &definition.names);
-                sets.add_source(*list, ListSource::Names(definition.names.len()));
             }
         }
         for (name, _) in files.value_sets {
