@@ -20,7 +20,7 @@ WORKDIR /app
 COPY --from=builder /usr/local/bin/popliteal /usr/local/bin/popliteal
 COPY config /app/config
 USER popliteal:popliteal
-ENV APP_ENVIRONMENT=production
+ENV APP_ENVIRONMENT=production APP_CONFIG_DIR=/app/config
 EXPOSE 8080
 # Liveness here; compose (and an orchestrator) should gate traffic on /ready.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

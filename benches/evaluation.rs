@@ -19,12 +19,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| Knowledge::embedded().expect("knowledge"))
     });
     let now = time::OffsetDateTime::now_utc();
-    let settings = Settings::load_for("test", &configuration_directory()).expect("settings");
+    let settings =
+        Settings::load_for("test", &configuration_directory().expect("the config folder")).expect("settings");
     let knowledge = Knowledge::embedded().expect("knowledge");
     let evaluation = EvaluationSettings {
         questionnaire_canonical: settings.questionnaire_canonical(),
         questionnaire_url: settings.questionnaire_public_url(),
-        stale_after_days: settings.questionnaire.stale_after_days,
+        stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
     };
     for (name, request) in [("large", payloads::large_request(now)), ("small", payloads::small_request(now))] {
         let body = serde_json::to_vec(&request).expect("serialise");
@@ -33,7 +34,7 @@ fn bench(c: &mut Criterion) {
         let record = assembly::from_prefetch_alone(&parsed.prefetch);
         let policy = IntakePolicy {
             canonical: settings.questionnaire_canonical(),
-            stale_after: time::Duration::days(settings.questionnaire.stale_after_days),
+            stale_after: time::Duration::days(i64::from(settings.questionnaire.stale_after_days.get())),
         };
         let (intake, _) = intake::select(&record.questionnaire_responses, &patient_id, &policy, now);
         let situation = Situation {

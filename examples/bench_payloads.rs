@@ -61,14 +61,15 @@ fn main() {
             let times: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
             let settings = popliteal::configuration::Settings::load_for(
                 "test",
-                &popliteal::configuration::configuration_directory(),
+                &popliteal::configuration::configuration_directory()
+                    .expect("run from the crate folder, or set APP_CONFIG_DIR"),
             )
             .expect("settings");
             let knowledge = popliteal::evaluate::Knowledge::embedded().expect("knowledge");
             let evaluation = popliteal::evaluate::EvaluationSettings {
                 questionnaire_canonical: settings.questionnaire_canonical(),
                 questionnaire_url: settings.questionnaire_public_url(),
-                stale_after_days: settings.questionnaire.stale_after_days,
+                stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
             };
             let now = time::OffsetDateTime::now_utc();
             let started = Instant::now();

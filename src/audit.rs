@@ -173,10 +173,10 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_
 impl Auditor {
     /// Starts the writer task on the current tokio runtime.
     pub fn start(store: Store, settings: &AuditSettings) -> (Auditor, AuditWriter) {
-        let (sender, receiver) = mpsc::channel(settings.queue_capacity);
+        let (sender, receiver) = mpsc::channel(settings.queue_capacity.get());
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = oneshot::channel();
-        let timeout = Duration::from_millis(settings.write_timeout_ms);
+        let timeout = Duration::from_millis(settings.write_timeout_ms.get());
         let handle = tokio::spawn(write_loop(store, receiver, stopped, metrics.clone(), timeout));
         let auditor =
             Auditor { sender, hasher: Arc::new(PatientHasher::new(settings.patient_hash_key.clone())), metrics };

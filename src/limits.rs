@@ -3,6 +3,7 @@
 //! size limit is `routes::read_json_body`'s.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -70,10 +71,10 @@ const MAX_CLIENTS: usize = 100_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
-    pub fn new(requests_per_second: u32, burst: u32) -> RateLimiter {
+    pub fn new(requests_per_second: NonZeroU32, burst: NonZeroU32) -> RateLimiter {
         RateLimiter {
-            rate: f64::from(requests_per_second.max(1)),
-            burst: f64::from(burst.max(1)),
+            rate: f64::from(requests_per_second.get()),
+            burst: f64::from(burst.get()),
             buckets: Mutex::new(Buckets { by_client: HashMap::new(), next_sweep: Instant::now() + SWEEP_EVERY }),
         }
     }
@@ -148,9 +149,13 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&nested(SERDE_JSON_MAX_DEPTH)).is_ok());
     }
 
+    fn per_second(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).expect("positive")
+    }
+
     #[test]
     fn a_client_gets_its_burst_then_waits_for_the_rate() {
-        let limiter = RateLimiter::new(2, 3);
+        let limiter = RateLimiter::new(per_second(2), per_second(3));
         let start = Instant::now();
         for _ in 0..3 {
             assert_eq!(limiter.check("ehr", start), Ok(()));
@@ -162,7 +167,7 @@ mod tests {
 
     #[test]
     fn clients_have_their_own_buckets() {
-        let limiter = RateLimiter::new(1, 1);
+        let limiter = RateLimiter::new(NonZeroU32::MIN, NonZeroU32::MIN);
         let now = Instant::now();
         assert_eq!(limiter.check("ehr-1", now), Ok(()));
         assert!(limiter.check("ehr-1", now).is_err());

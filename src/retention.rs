@@ -12,8 +12,8 @@ use crate::store::Store;
 
 /// Starts the purge task on the current tokio runtime; abort the handle to stop it.
 pub fn spawn(store: Store, settings: &AuditSettings) -> JoinHandle<()> {
-    let retention = time::Duration::days(i64::from(settings.retention_days));
-    let period = Duration::from_secs(settings.purge_interval_seconds);
+    let retention = time::Duration::days(i64::from(settings.retention_days.get()));
+    let period = Duration::from_secs(settings.purge_interval_seconds.get());
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -14,11 +14,11 @@ use tracing_actix_web::TracingLogger;
 use crate::audit::{AuditWriter, Auditor};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::catalogue::{Catalogue, CatalogueError};
-use crate::configuration::{CorsSettings, Settings};
+use crate::configuration::{CorsOrigin, CorsSettings, Settings};
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
 use crate::fhir::fetch::FetchPolicy;
-use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
+use crate::limits::RateLimiter;
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{CdsRootSpan, Metrics};
@@ -58,8 +58,6 @@ pub enum StartupError {
     Questionnaire(serde_json::Error),
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
-    #[error("configuration is invalid: {0}")]
-    Settings(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {address}: {source}")]
@@ -78,33 +76,6 @@ fn questionnaire(settings: &Settings) -> Result<bytes::Bytes, StartupError> {
     serde_json::to_vec(&value).map(bytes::Bytes::from).map_err(StartupError::Questionnaire)
 }
 
-/// The limits must make sense before the service starts.
-fn check_limits(settings: &Settings) -> Result<(), StartupError> {
-    let limits = &settings.limits;
-    if limits.max_json_depth == 0 || limits.max_json_depth > SERDE_JSON_MAX_DEPTH {
-        return Err(StartupError::Settings(format!(
-            "limits.max_json_depth must be between 1 and {SERDE_JSON_MAX_DEPTH}"
-        )));
-    }
-    if limits.requests_per_second == 0 || limits.burst == 0 {
-        return Err(StartupError::Settings("limits.requests_per_second and limits.burst must be at least 1".into()));
-    }
-    Ok(())
-}
-
-/// Origins are compared exactly, so each must be a bare origin (`https://host[:port]`) or `*`.
-fn check_origins(settings: &CorsSettings) -> Result<(), StartupError> {
-    for origin in settings.allowed_origins.iter().filter(|origin| *origin != "*") {
-        let bare = reqwest::Url::parse(origin).is_ok_and(|url| url.origin().ascii_serialization() == *origin);
-        if !bare {
-            return Err(StartupError::Settings(format!(
-                "cors.allowed_origins: {origin} is not an origin like https://sandbox.cds-hooks.org"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// CORS for browser clients (the CDS Hooks Sandbox): `Authorization` and `Content-Type` allowed,
 /// preflights answered, other origins get no CORS headers.
 fn cors(settings: &CorsSettings) -> Cors {
@@ -114,33 +85,34 @@ fn cors(settings: &CorsSettings) -> Cors {
         .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
         .max_age(3600);
     for origin in &settings.allowed_origins {
-        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+        cors = match origin {
+            CorsOrigin::Any => cors.allow_any_origin(),
+            CorsOrigin::Exactly(origin) => cors.allowed_origin(origin.as_str()),
+        };
     }
     cors
 }
 
 impl AppState {
     pub fn build(settings: &Settings, store: Store, auditor: Auditor) -> Result<AppState, StartupError> {
-        check_limits(settings)?;
-        check_origins(&settings.cors)?;
         Ok(AppState {
             catalogue: Catalogue::embedded()?,
             knowledge: Knowledge::load(settings.terminology.site_codes_file.as_deref())?,
             evaluation: EvaluationSettings {
                 questionnaire_canonical: settings.questionnaire_canonical(),
                 questionnaire_url: settings.questionnaire_public_url(),
-                stale_after_days: settings.questionnaire.stale_after_days,
+                stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
             },
             questionnaire: questionnaire(settings)?,
-            max_body_bytes: settings.server.max_body_bytes,
+            max_body_bytes: settings.server.max_body_bytes.get(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(std::time::Duration::from_millis(settings.fhir.fetch_budget_ms))
+                .connect_timeout(std::time::Duration::from_millis(settings.fhir.fetch_budget_ms.get()))
                 .user_agent(concat!("popliteal/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| StartupError::HttpClient(e.to_string()))?,
-            fetch: settings.fetch_policy(),
-            max_json_depth: settings.limits.max_json_depth,
+            fetch: FetchPolicy::from_settings(&settings.fhir, settings.environment),
+            max_json_depth: settings.limits.max_json_depth.get(),
             authenticator: Authenticator::from_settings(settings)?,
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,

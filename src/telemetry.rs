@@ -97,7 +97,7 @@ impl Telemetry {
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(signal_url(endpoint, "metrics"))
                 .build()?;
-            let interval = Duration::from_millis(settings.telemetry.metrics_interval_ms);
+            let interval = Duration::from_millis(settings.telemetry.metrics_interval_ms.get());
             metrics = metrics.with_reader(PeriodicReader::builder(exporter).with_interval(interval).build());
         }
         let (traces, metrics) = adjust((traces, metrics));

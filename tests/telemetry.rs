@@ -250,8 +250,8 @@ fn run() -> &'static Run {
 
         // The production pipeline (OTLP to the receiver), plus in-memory exporters.
         let settings = test_settings(|settings| {
-            settings.telemetry.otlp_endpoint = Some(base.clone());
-            settings.telemetry.metrics_interval_ms = 3_600_000;
+            settings.telemetry.otlp_endpoint = Some(base.clone().try_into().expect("a URL"));
+            settings.telemetry.metrics_interval_ms = std::num::NonZeroU64::new(3_600_000).expect("positive");
         });
         let spans = InMemorySpanExporter::default();
         let metrics = InMemoryMetricExporter::default();

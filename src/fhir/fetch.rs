@@ -15,6 +15,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use url::Url;
 
 use super::record::Cause;
+use crate::configuration::{Environment, FhirSettings};
 use crate::protocol::request::{AccessToken, HookRequest};
 
 /// How fetching is allowed to happen.
@@ -30,6 +31,19 @@ pub struct FetchPolicy {
     pub allowed_origins: Vec<String>,
     /// Whether `http://127.0.0.1` and `http://localhost` are allowed (local and test only).
     pub allow_loopback_http: bool,
+}
+
+impl FetchPolicy {
+    /// The policy the `fhir` settings ask for: plain http to loopback only in local and test.
+    pub fn from_settings(settings: &FhirSettings, environment: Environment) -> FetchPolicy {
+        FetchPolicy {
+            budget: Duration::from_millis(settings.fetch_budget_ms.get()),
+            page_cap: settings.page_cap.get(),
+            max_response_bytes: settings.max_response_bytes.get(),
+            allowed_origins: settings.allowed_origins.iter().map(|origin| origin.as_str().to_owned()).collect(),
+            allow_loopback_http: matches!(environment, Environment::Local | Environment::Test),
+        }
+    }
 }
 
 /// A URL's origin, as `https://host:port`.

@@ -1,7 +1,8 @@
 //! Feedback and audit persistence: the only module with SQL.
 //!
 //! One implementation on sqlx's `Any` driver serves both backends: SQLite (the embedded default,
-//! a file in WAL mode with `synchronous = FULL`, created on start) and PostgreSQL (when
+//! a file in WAL mode with `synchronous = FULL`, created on start whether or not the URL says
+//! `mode=rwc`; its folder must exist, or the start stops) and PostgreSQL (when
 //! `database.url` is `postgres://...`). The statements are portable: `$1` placeholders (SQLite
 //! reads them too), times as integer microseconds since the Unix epoch, uuids and codes as text,
 //! no booleans. Only the DDL differs, so each backend has its own migrations folder
@@ -19,6 +20,7 @@ mod retention;
 mod summary;
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,18 +189,68 @@ fn is_memory(url: &str) -> bool {
     url == "sqlite::memory:" || url.starts_with("sqlite::memory:?") || url.contains("mode=memory")
 }
 
+/// The file a SQLite URL names (`sqlite://path`, `sqlite:path`; a query string after `?`).
+fn sqlite_path(url: &str) -> &Path {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    Path::new(rest.split('?').next().unwrap_or(rest))
+}
+
+/// A SQLite file URL that names no `mode` gets `mode=rwc`: the file is created when missing
+/// (without it SQLite only opens an existing file, and every write would be a 503).
+fn creating_when_missing(url: &str) -> Cow<'_, str> {
+    let query = url.split_once('?').map(|(_, query)| query).unwrap_or_default();
+    if query.split('&').any(|pair| pair.starts_with("mode=")) {
+        Cow::Borrowed(url)
+    } else if url.contains('?') {
+        Cow::Owned(format!("{url}&mode=rwc"))
+    } else {
+        Cow::Owned(format!("{url}?mode=rwc"))
+    }
+}
+
+/// The folder of a SQLite file must exist and be writable: a missing one is a mistake in
+/// `database.url`, not a database that is down for now, so the start stops and says so.
+fn check_sqlite_folder(file: &Path) -> Result<(), StoreError> {
+    let folder = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let metadata = std::fs::metadata(folder).map_err(|error| {
+        StoreError::InvalidUrl(format!("the folder of the SQLite file {} cannot be used: {error}", file.display()))
+    })?;
+    if !metadata.is_dir() {
+        return Err(StoreError::InvalidUrl(format!("{} is not a folder", folder.display())));
+    }
+    if metadata.permissions().readonly() {
+        return Err(StoreError::InvalidUrl(format!(
+            "the folder of the SQLite file {} is not writable",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
-    /// A pool for `database.url`. Connects lazily: this fails only on a URL it cannot use. Must be
-    /// called inside a tokio runtime (the pool starts its maintenance task).
+    /// A pool for `database.url`. Connects lazily: this fails only on a URL it cannot use, or a
+    /// SQLite file whose folder is missing or read-only (I/O, so checked here at start rather than
+    /// when the settings load). Must be called inside a tokio runtime (the pool starts its
+    /// maintenance task).
     pub fn connect(settings: &DatabaseSettings) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let url = settings.url.expose_secret();
         let backend = Backend::of_url(url).ok_or(StoreError::UnsupportedUrl)?;
-        let timeout = Duration::from_millis(settings.timeout_ms);
-        let mut options = AnyPoolOptions::new().max_connections(settings.max_connections).acquire_timeout(timeout);
+        let timeout = Duration::from_millis(settings.timeout_ms.get());
+        let mut options =
+            AnyPoolOptions::new().max_connections(settings.max_connections.get()).acquire_timeout(timeout);
         let memory = backend == Backend::Sqlite && is_memory(url);
+        let url = if backend == Backend::Sqlite && !memory {
+            check_sqlite_folder(sqlite_path(url))?;
+            creating_when_missing(url)
+        } else {
+            Cow::Borrowed(url)
+        };
         if backend == Backend::Sqlite {
-            let busy_ms = settings.timeout_ms;
+            let busy_ms = settings.timeout_ms.get();
             options = options.after_connect(move |connection, _| {
                 Box::pin(async move {
                     // WAL: readers never wait for the writer. FULL: a commit is on disk when it
@@ -223,7 +275,7 @@ impl Store {
             // One connection, kept for the life of the pool: it is the database.
             options = options.max_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = options.connect_lazy(url).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
+        let pool = options.connect_lazy(&url).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
         let migrated = Arc::new(OnceCell::new());
         if memory {
             let _ = migrated.set(());
@@ -312,6 +364,15 @@ mod tests {
             assert_eq!(files(folder), embedded, "{folder}");
         }
         assert_eq!(SQLITE_MIGRATIONS.len(), POSTGRES_MIGRATIONS.len(), "the backends keep the same schema versions");
+    }
+
+    #[test]
+    fn a_sqlite_file_url_without_a_mode_creates_the_file_and_one_with_a_mode_keeps_it() {
+        assert_eq!(creating_when_missing("sqlite://data/p.db"), "sqlite://data/p.db?mode=rwc");
+        assert_eq!(creating_when_missing("sqlite://p.db?cache=shared"), "sqlite://p.db?cache=shared&mode=rwc");
+        assert_eq!(creating_when_missing("sqlite://p.db?mode=ro"), "sqlite://p.db?mode=ro");
+        assert_eq!(sqlite_path("sqlite:///var/lib/p.db?mode=rwc"), Path::new("/var/lib/p.db"));
+        assert_eq!(sqlite_path("sqlite:p.db"), Path::new("p.db"));
     }
 
     #[test]

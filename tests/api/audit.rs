@@ -108,8 +108,8 @@ async fn a_hook_call_is_answered_at_once_while_the_audit_store_is_locked_and_aud
     let database = TestDatabase::new(Backend::Sqlite).await;
     let settings = test_settings(|s| {
         s.database.url = SecretString::from(database.url.clone());
-        s.database.timeout_ms = 1000;
-        s.audit.write_timeout_ms = 5000;
+        s.database.timeout_ms = std::num::NonZeroU64::new(1000).expect("positive");
+        s.audit.write_timeout_ms = std::num::NonZeroU64::new(5000).expect("positive");
     });
     let (app, auditor) = spawn_app_keeping_auditor(settings).await;
     database.store().ping().await.expect("the schema is in place");
@@ -133,8 +133,8 @@ async fn a_hook_call_is_answered_at_once_while_the_audit_store_is_locked_and_aud
 async fn a_hook_call_is_answered_when_the_audit_store_is_down_and_the_loss_is_counted(backend: Backend) {
     let settings = test_settings(|s| {
         s.database.url = SecretString::from(unreachable_database_url(backend));
-        s.database.timeout_ms = 300;
-        s.audit.write_timeout_ms = 1000;
+        s.database.timeout_ms = std::num::NonZeroU64::new(300).expect("positive");
+        s.audit.write_timeout_ms = std::num::NonZeroU64::new(1000).expect("positive");
     });
     let (app, auditor) = spawn_app_keeping_auditor(settings).await;
     let request = vignette_request("baker-cyst-with-mechanical-symptoms");
@@ -161,8 +161,8 @@ async fn a_hook_call_is_answered_when_the_audit_store_is_down_and_the_loss_is_co
 async fn a_full_audit_queue_drops_records_and_counts_them_but_answers_every_call() {
     let settings = test_settings(|s| {
         s.database.url = SecretString::from(unreachable_database_url(Backend::Sqlite));
-        s.audit.queue_capacity = 1;
-        s.audit.write_timeout_ms = 1000;
+        s.audit.queue_capacity = std::num::NonZeroUsize::new(1).expect("positive");
+        s.audit.write_timeout_ms = std::num::NonZeroU64::new(1000).expect("positive");
     });
     let (app, auditor) = spawn_app_keeping_auditor(settings).await;
     let request = vignette_request("baker-cyst-with-mechanical-symptoms");
@@ -239,8 +239,8 @@ async fn the_application_purges_on_a_schedule(backend: Backend) {
     let old = record_at(OffsetDateTime::now_utc() - time::Duration::days(3), "old-on-schedule");
     store.record_invocation(&old).await.expect("stored");
     let _app = spawn_app_on(&database, |s| {
-        s.audit.retention_days = 1;
-        s.audit.purge_interval_seconds = 1;
+        s.audit.retention_days = std::num::NonZeroU32::new(1).expect("positive");
+        s.audit.purge_interval_seconds = std::num::NonZeroU64::new(1).expect("positive");
     })
     .await;
     let gone = eventually(Duration::from_secs(10), || async {

@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p384::pkcs8::EncodePrivateKey;
 use popliteal::auth::{Authenticator, Reason};
-use popliteal::configuration::{AuthMode, Environment, Settings, TrustedIssuer};
+use popliteal::configuration::{AuthMode, Environment, HttpUrl, KeySetUrl, Settings, TrustedIssuer};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::{Value, json};
 
@@ -150,8 +150,17 @@ async fn spawn_key_server(keys: Vec<Value>) -> KeyServer {
     KeyServer { base, keys, fetches }
 }
 
+fn key_set_url(url: String) -> KeySetUrl {
+    KeySetUrl::try_from(url).expect("a key set URL")
+}
+
 fn trusted(iss: &str, jwks_url: Option<String>, jku_allowlist: Vec<String>) -> TrustedIssuer {
-    TrustedIssuer { iss: iss.to_owned(), jwks_url, jwks_file: None, jku_allowlist }
+    TrustedIssuer {
+        iss: iss.to_owned(),
+        jwks_url: jwks_url.map(key_set_url),
+        jwks_file: None,
+        jku_allowlist: jku_allowlist.into_iter().map(key_set_url).collect(),
+    }
 }
 
 /// The service with the production environment and `auth.mode = "jwt"`, trusting `issuers`.
@@ -161,7 +170,7 @@ async fn spawn_app_trusting(issuers: Vec<TrustedIssuer>, adjust: impl FnOnce(&mu
         settings.auth.mode = AuthMode::Jwt;
         settings.auth.issuers = issuers;
         settings.auth.jwks_refresh_min_interval_seconds = 0;
-        settings.server.public_url = PUBLIC_URL.to_owned();
+        settings.server.public_url = HttpUrl::try_from(PUBLIC_URL.to_owned()).expect("a URL");
         adjust(settings);
     })
     .await
@@ -552,7 +561,7 @@ async fn each_bad_token_is_refused_by_its_own_check_and_logged_without_the_token
         settings.auth.mode = AuthMode::Jwt;
         settings.auth.issuers = vec![trusted(ISS, Some(keys.url()), vec![keys.url()])];
         settings.auth.jwks_refresh_min_interval_seconds = 60;
-        settings.server.public_url = PUBLIC_URL.to_owned();
+        settings.server.public_url = HttpUrl::try_from(PUBLIC_URL.to_owned()).expect("a URL");
     });
     let authenticator = Authenticator::from_settings(&settings).expect("valid settings").expect("jwt mode");
 
@@ -710,23 +719,26 @@ fn build_state(settings: &Settings) -> Result<popliteal::startup::AppState, popl
 
 #[tokio::test]
 async fn production_authenticates_by_default_and_refuses_to_start_with_auth_off() {
-    let directory = popliteal::configuration::configuration_directory();
-    let key = [("POPLITEAL__AUDIT__PATIENT_HASH_KEY".to_owned(), "a-test-key-of-at-least-32-characters!!".to_owned())];
-    let mut production = Settings::load_with_variables("production", &directory, Some(key.into_iter().collect()))
-        .expect("production settings load");
+    let directory = popliteal::configuration::configuration_directory().expect("the config folder");
+    let load = |environment: &str, variables: &[(&str, &str)]| {
+        let key = ("POPLITEAL__AUDIT__PATIENT_HASH_KEY", "a-test-key-of-at-least-32-characters!!");
+        let variables = variables.iter().chain([&key]).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::load_with_variables(environment, &directory, Some(variables))
+    };
+    let production = load("production", &[]).expect("production settings load");
     assert_eq!(production.auth.mode, AuthMode::Jwt);
     assert!(build_state(&production).is_ok());
-    production.auth.mode = AuthMode::Off;
-    match build_state(&production) {
+    match load("production", &[("POPLITEAL__AUTH__MODE", "off")]) {
         Err(error) => assert!(error.to_string().contains("production"), "{error}"),
-        Ok(_) => panic!("auth.mode = off must not start in production"),
+        Ok(_) => panic!("auth.mode = off must not load in production"),
     }
-    let mut local = Settings::load_for("local", &directory).expect("local settings load");
+    let local = load("local", &[]).expect("local settings load");
     assert_eq!(local.auth.mode, AuthMode::Off);
     assert!(build_state(&local).is_ok(), "off is allowed locally");
-    local.auth.mode = AuthMode::Jwt;
-    local.auth.issuers = vec![trusted(ISS, Some("http://ehr.example.org/jwks.json".into()), vec![])];
-    assert!(build_state(&local).is_err(), "key sets come over https");
+    let plain_http = r#"[{"iss": "https://ehr.example.org", "jwks_url": "http://ehr.example.org/jwks.json"}]"#;
+    let error = load("local", &[("POPLITEAL__AUTH__MODE", "jwt"), ("POPLITEAL__AUTH__ISSUERS", plain_http)])
+        .expect_err("key sets come over https");
+    assert!(error.to_string().contains("https"), "{error}");
     assert_eq!(test_settings(|_| {}).auth.mode, AuthMode::Off);
 }
 
@@ -816,8 +828,8 @@ async fn an_issuer_over_its_rate_gets_429_while_another_issuer_goes_on() {
     let app = spawn_app_trusting(
         vec![trusted(ISS, Some(keys.url()), vec![]), trusted(other_iss, Some(keys.url()), vec![])],
         |settings| {
-            settings.limits.requests_per_second = 1;
-            settings.limits.burst = 2;
+            settings.limits.requests_per_second = std::num::NonZeroU32::new(1).expect("positive");
+            settings.limits.burst = std::num::NonZeroU32::new(2).expect("positive");
         },
     )
     .await;
@@ -833,8 +845,8 @@ async fn an_issuer_over_its_rate_gets_429_while_another_issuer_goes_on() {
 #[tokio::test]
 async fn a_client_without_authentication_is_limited_by_address() {
     let app = spawn_app_with(|settings| {
-        settings.limits.requests_per_second = 1;
-        settings.limits.burst = 2;
+        settings.limits.requests_per_second = std::num::NonZeroU32::new(1).expect("positive");
+        settings.limits.burst = std::num::NonZeroU32::new(2).expect("positive");
     })
     .await;
     for _ in 0..2 {
@@ -850,8 +862,8 @@ async fn an_address_sending_refused_tokens_is_slowed_down() {
         let signer = es384("ehr-key-1");
         let keys = spawn_key_server(vec![signer.jwk()]).await;
         let app = spawn_app_trusting(vec![trusted(ISS, Some(keys.url()), vec![])], |settings| {
-            settings.limits.requests_per_second = 1;
-            settings.limits.burst = 3;
+            settings.limits.requests_per_second = std::num::NonZeroU32::new(1).expect("positive");
+            settings.limits.burst = std::num::NonZeroU32::new(3).expect("positive");
         })
         .await;
         (app, keys, signer)
@@ -868,7 +880,10 @@ fn nested(depth: usize) -> String {
 
 #[tokio::test]
 async fn a_body_nested_deeper_than_the_limit_is_a_400() {
-    let app = spawn_app_with(|settings| settings.limits.max_json_depth = 64).await;
+    let app = spawn_app_with(|settings| {
+        settings.limits.max_json_depth = popliteal::configuration::JsonDepth::try_from(64).expect("a usable depth")
+    })
+    .await;
     // The envelope is the first level; 64 arrays inside it make 65.
     let body = format!(r#"{{"hook": "patient-view", "extra": {}}}"#, nested(64));
     let response = app.post_raw(SERVICE, body.into_bytes()).await;

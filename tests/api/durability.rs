@@ -250,7 +250,8 @@ async fn every_acknowledged_item_survives_a_kill_9_in_the_middle_of_a_burst(back
 
 async fn feedback_is_a_503_while_the_database_is_missing_at_start_and_is_stored_once_it_exists(backend: Backend) {
     let database = TestDatabase::missing(backend).await;
-    let app = spawn_app_on(&database, |s| s.database.timeout_ms = 500).await;
+    let app =
+        spawn_app_on(&database, |s| s.database.timeout_ms = std::num::NonZeroU64::new(500).expect("positive")).await;
     let (response, _) = one_item(&app).await;
     assert_unavailable(response).await;
     assert_unavailable(app.get(&format!("{FEEDBACK}/summary")).await).await;
@@ -296,7 +297,7 @@ async fn feedback_is_a_503_while_the_database_goes_away_mid_run_and_nothing_ackn
     let url = proxy.as_ref().map_or(database.url.clone(), |p| through_proxy(&database.url, p.port));
     let app = spawn_app_on(&database, move |s| {
         s.database.url = secrecy::SecretString::from(url);
-        s.database.timeout_ms = 500;
+        s.database.timeout_ms = std::num::NonZeroU64::new(500).expect("positive");
     })
     .await;
     let (response, first) = one_item(&app).await;

@@ -90,7 +90,7 @@ async fn no_prefetch_at_all_is_a_412_not_a_crash() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_a_413() {
-    let app = spawn_app_with(|s| s.server.max_body_bytes = 2_000).await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = std::num::NonZeroUsize::new(2_000).expect("positive")).await;
     let request = vignette_request("baker-cyst-with-mechanical-symptoms");
     outcome(app.post_json(SERVICE, &request).await, 413).await;
 }

@@ -111,7 +111,10 @@ async fn feedback_about_an_unknown_card_is_accepted_and_marked(backend: Backend)
 
 async fn a_card_audited_after_its_feedback_arrived_is_then_known(backend: Backend) {
     let database = TestDatabase::new(backend).await;
-    let app = spawn_app_on(&database, |settings| settings.audit.queue_capacity = 8).await;
+    let app = spawn_app_on(&database, |settings| {
+        settings.audit.queue_capacity = std::num::NonZeroUsize::new(8).expect("positive")
+    })
+    .await;
     let request = vignette_request("dvt-likely-with-cancer-on-record");
     let body: serde_json::Value = app.post_json(SERVICE, &request).await.json().await.expect("JSON");
     let card = body["cards"][0]["uuid"].as_str().expect("uuid");
@@ -367,4 +370,20 @@ async fn the_summary_defaults_to_the_last_30_days() {
     };
     assert_eq!(parse("to") - parse("from"), time::Duration::days(30));
     assert!((time::OffsetDateTime::now_utc() - parse("to")).abs() < time::Duration::minutes(1));
+}
+
+#[tokio::test]
+async fn a_sqlite_url_without_a_mode_creates_the_file_and_feedback_is_stored_in_it() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let path = database.path.clone().expect("a SQLite file");
+    assert!(!path.exists(), "no file before the service starts");
+    let without_mode = format!("sqlite://{}", path.display());
+    let app = spawn_app_on(&database, move |settings| settings.database.url = without_mode.into()).await;
+    let card = uuid::Uuid::new_v4().to_string();
+    let response = post_feedback(&app, vec![feedback_item(&card, "overridden", &now_rfc3339())]).await;
+    assert_eq!(response.status().as_u16(), 200, "stored, not 503 'unable to open database file'");
+    assert!(path.is_file(), "the service created {}", path.display());
+    let stored = database.store().feedback(SERVICE_ID).await.expect("readable");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].card.to_string(), card);
 }

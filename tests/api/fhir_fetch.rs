@@ -197,7 +197,7 @@ async fn a_request_without_prefetch_gets_the_same_cards_as_the_same_data_prefetc
 
 #[tokio::test]
 async fn a_slow_fhir_server_is_cut_off_at_the_budget_and_the_cards_come_from_what_was_sent() {
-    let app = spawn_app_with(|s| s.fhir.fetch_budget_ms = 300).await;
+    let app = spawn_app_with(|s| s.fhir.fetch_budget_ms = std::num::NonZeroU64::new(300).expect("positive")).await;
     let request = vignette_request("dvt-likely-with-cancer-on-record");
     let server = fake_fhir(request["prefetch"].clone(), Mode::Slow).await;
     let started = Instant::now();
@@ -238,7 +238,8 @@ async fn fhir_server_errors_and_garbage_leave_the_data_unavailable_not_the_servi
 
 #[tokio::test]
 async fn a_huge_bundle_is_refused_at_the_size_limit() {
-    let app = spawn_app_with(|s| s.fhir.max_response_bytes = 200_000).await;
+    let app =
+        spawn_app_with(|s| s.fhir.max_response_bytes = std::num::NonZeroUsize::new(200_000).expect("positive")).await;
     let request = vignette_request("baker-cyst-with-mechanical-symptoms");
     let server = fake_fhir(request["prefetch"].clone(), Mode::Huge).await;
     let (status, body) = post(&app, &without(request, &["conditions"], &server)).await;
@@ -259,7 +260,7 @@ async fn next_links_are_followed_up_to_the_page_cap() {
     assert_eq!(wells["score"], 3, "{body:#}");
     assert!(!topics(&body).contains(&"data-unavailable".to_owned()));
 
-    let capped = spawn_app_with(|s| s.fhir.page_cap = 1).await;
+    let capped = spawn_app_with(|s| s.fhir.page_cap = std::num::NonZeroUsize::new(1).expect("positive")).await;
     let (status, body) = post(&capped, &without(request, OPTIONAL_KEYS, &server)).await;
     assert_eq!(status, 200);
     assert_eq!(card(&body, "dvt-suspected")["extension"]["dev.popliteal.wells"]["score"], 2);
@@ -308,7 +309,12 @@ async fn the_token_is_never_sent_to_an_origin_that_is_not_allowed() {
     // `configuration` and `fhir::fetch`.)
     let server = fake_fhir(request["prefetch"].clone(), Mode::Serve).await;
     // An explicit allowlist that does not name the server.
-    let listed = spawn_app_with(|s| s.fhir.allowed_origins = vec!["https://ehr.example.org".into()]).await;
+    let listed = spawn_app_with(|s| {
+        s.fhir.allowed_origins = vec![
+            popliteal::configuration::BareOrigin::try_from("https://ehr.example.org".to_owned()).expect("an origin"),
+        ]
+    })
+    .await;
     let (status, _) = post(&listed, &without(request.clone(), ALL_KEYS, &server)).await;
     assert_eq!(status, 412);
     assert!(server.seen.lock().expect("lock").requests.is_empty());

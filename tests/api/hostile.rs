@@ -110,7 +110,8 @@ async fn a_10_mb_string_is_a_413_at_the_default_limit_and_read_or_refused_by_nam
     let (status, _) = answer(app.post_json(&format!("{PATIENT_VIEW}/feedback"), &json!({"feedback": big})).await).await;
     assert_eq!(status, 413);
 
-    let roomy = spawn_app_with(|s| s.server.max_body_bytes = 32 * MIB).await;
+    let roomy =
+        spawn_app_with(|s| s.server.max_body_bytes = std::num::NonZeroUsize::new(32 * MIB).expect("positive")).await;
     // A huge hookInstance is refused by name, without echoing it.
     let mut request = vignette_request("baker-cyst-with-mechanical-symptoms");
     request["hookInstance"] = json!(big);
@@ -169,7 +170,8 @@ async fn a_bundle_of_100000_entries_is_a_413_at_the_default_limit_and_answered_f
     assert_eq!(status, 413);
     assert!(started.elapsed() < Duration::from_secs(5), "refused early: {:?}", started.elapsed());
 
-    let roomy = spawn_app_with(|s| s.server.max_body_bytes = 64 * MIB).await;
+    let roomy =
+        spawn_app_with(|s| s.server.max_body_bytes = std::num::NonZeroUsize::new(64 * MIB).expect("positive")).await;
     let started = Instant::now();
     let (status, answered) = answer(roomy.post_raw(PATIENT_VIEW, body).await).await;
     let elapsed = started.elapsed();

@@ -251,7 +251,8 @@ async fn error_answers_conform_to_the_operation_outcome_schema() {
     check(status);
 
     // 413: a body over the limit.
-    let small = spawn_app_with(|s| s.server.max_body_bytes = 2_000).await;
+    let small =
+        spawn_app_with(|s| s.server.max_body_bytes = std::num::NonZeroUsize::new(2_000).expect("positive")).await;
     let request = vignette_request("baker-cyst-with-mechanical-symptoms");
     let (status, _) = conformance(&document, PATIENT_VIEW, "post", small.post_json(PATIENT_VIEW, &request).await).await;
     check(status);
@@ -268,8 +269,8 @@ async fn error_answers_conform_to_the_operation_outcome_schema() {
 
     // 429: over the rate (Retry-After checked as documented).
     let limited = spawn_app_with(|s| {
-        s.limits.requests_per_second = 1;
-        s.limits.burst = 1;
+        s.limits.requests_per_second = std::num::NonZeroU32::new(1).expect("positive");
+        s.limits.burst = std::num::NonZeroU32::new(1).expect("positive");
     })
     .await;
     limited.get("/cds-services").await;
@@ -279,7 +280,7 @@ async fn error_answers_conform_to_the_operation_outcome_schema() {
     // 503: feedback and summary while the database cannot be reached.
     let down = spawn_app_with(|s| {
         s.database.url = secrecy::SecretString::from(unreachable_database_url(Backend::Sqlite));
-        s.database.timeout_ms = 300;
+        s.database.timeout_ms = std::num::NonZeroU64::new(300).expect("positive");
     })
     .await;
     let item = json!({"feedback": [crate::support::feedback_item(

@@ -22,7 +22,7 @@ fn cards_for(service: ServiceKind, request: &Value, adjust: impl FnOnce(&mut Pat
     let evaluation = EvaluationSettings {
         questionnaire_canonical: settings.questionnaire_canonical(),
         questionnaire_url: settings.questionnaire_public_url(),
-        stale_after_days: settings.questionnaire.stale_after_days,
+        stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
     };
     let body = serde_json::to_vec(request).expect("serialise");
     let request = HookRequest::parse(&body).expect("a valid request");

@@ -13,7 +13,8 @@ pub struct TestApp {
 
 /// Test settings (`config/test.toml`: port 0), adjusted by `adjust`.
 pub fn test_settings(adjust: impl FnOnce(&mut Settings)) -> Settings {
-    let mut settings = Settings::load_for("test", &configuration_directory()).expect("test settings load");
+    let mut settings =
+        Settings::load_for("test", &configuration_directory().expect("the config folder")).expect("test settings load");
     adjust(&mut settings);
     settings
 }
@@ -582,13 +583,15 @@ impl TestDatabase {
         }
     }
 
-    /// A database that does not exist yet: SQLite in a directory that is not there, PostgreSQL
-    /// a database that was never created. [`TestDatabase::bring_up`] creates it.
+    /// A database that cannot be opened yet: SQLite a file whose place a folder takes (the
+    /// service refuses to start when the file's own folder is missing: a mistake, not an outage),
+    /// PostgreSQL a database that was never created. [`TestDatabase::bring_up`] makes it possible.
     pub async fn missing(backend: Backend) -> TestDatabase {
         let directory = tempfile::tempdir().expect("a temporary directory");
         match backend {
             Backend::Sqlite => {
-                let path = directory.path().join("not-yet").join("popliteal.db");
+                let path = directory.path().join("popliteal.db");
+                std::fs::create_dir(&path).expect("a folder where the file should be");
                 TestDatabase::sqlite(path, directory)
             }
             Backend::Postgres => {
@@ -617,12 +620,12 @@ impl TestDatabase {
         }
     }
 
-    /// Creates the missing database (its directory, for SQLite).
+    /// Makes the missing database possible (for SQLite: the folder in the file's place goes).
     pub async fn bring_up(&self) {
         match self.backend {
             Backend::Sqlite => {
                 let path = self.path.as_ref().expect("a SQLite path");
-                std::fs::create_dir_all(path.parent().expect("a parent")).expect("the directory is created");
+                std::fs::remove_dir(path).expect("the folder in the file's place is removed");
             }
             Backend::Postgres => postgres_admin(self.create.clone().expect("a missing database")).await,
         }
@@ -631,8 +634,8 @@ impl TestDatabase {
     pub fn settings(&self) -> popliteal::configuration::DatabaseSettings {
         popliteal::configuration::DatabaseSettings {
             url: secrecy::SecretString::from(self.url.clone()),
-            max_connections: 4,
-            timeout_ms: 2000,
+            max_connections: std::num::NonZeroU32::new(4).expect("positive"),
+            timeout_ms: std::num::NonZeroU64::new(2000).expect("positive"),
         }
     }
 
@@ -671,11 +674,11 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("an address").port()
 }
 
-/// A URL of the backend's kind that cannot be reached: a SQLite file in a directory that does not
-/// exist, or a PostgreSQL port where nothing listens.
+/// A URL of the backend's kind that cannot be reached: a "SQLite file" that is a folder (the
+/// temporary folder: SQLite cannot open it), or a PostgreSQL port where nothing listens.
 pub fn unreachable_database_url(backend: Backend) -> String {
     match backend {
-        Backend::Sqlite => format!("sqlite:///nonexistent-{}/popliteal.db?mode=rwc", uuid::Uuid::new_v4().simple()),
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", std::env::temp_dir().display()),
         Backend::Postgres => format!("postgres://postgres@127.0.0.1:{}/test", closed_port()),
     }
 }
@@ -685,7 +688,7 @@ pub async fn spawn_app_on(database: &TestDatabase, adjust: impl FnOnce(&mut Sett
     let url = database.url.clone();
     spawn_app_with(move |settings| {
         settings.database.url = secrecy::SecretString::from(url);
-        settings.database.max_connections = 4;
+        settings.database.max_connections = std::num::NonZeroU32::new(4).expect("positive");
         adjust(settings);
     })
     .await
