@@ -37,9 +37,11 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::catalogue::ServiceKind;
 use crate::configuration::{LogFormat, LogSettings, Settings};
 use crate::protocol::card::Card;
 use crate::protocol::feedback::FeedbackItem;
+use crate::protocol::request::is_safe_token;
 
 /// The instrumentation scope of our spans and metrics.
 pub const SCOPE: &str = "popliteal";
@@ -124,21 +126,7 @@ impl Telemetry {
     /// lines on stdout, and the OpenTelemetry layer when exporting.
     pub fn install_subscriber(&self, settings: &LogSettings) {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-        // The log sees the request's root span only (its fields are on every line): the child
-        // spans go to OpenTelemetry. Formatting each child span's fields for a log that never
-        // prints them was a fifth of a hook call's time.
-        let root_span_only = filter_fn(|metadata| !metadata.is_span() || metadata.name() == ROOT_SPAN_NAME);
-        let logs = match settings.format {
-            LogFormat::Json => tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_span_events(FmtSpan::NONE)
-                .boxed(),
-            LogFormat::Pretty => tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).boxed(),
-        }
-        .with_filter(root_span_only);
+        let logs = log_layer(settings, std::io::stdout);
         let _ = tracing_subscriber::registry().with(logs).with(self.layer()).with(filter).try_init();
     }
 
@@ -161,6 +149,33 @@ impl Telemetry {
             }
         }
     }
+}
+
+/// The log lines, written to `writer` (stdout in the service; tests capture them): JSON or
+/// pretty, each event with the fields of the request's root span.
+pub fn log_layer<S, W>(settings: &LogSettings, writer: W) -> impl Layer<S> + use<S, W>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    // The log sees the request's root span only (its fields are on every line): the child
+    // spans go to OpenTelemetry. Formatting each child span's fields for a log that never
+    // prints them was a fifth of a hook call's time.
+    let root_span_only = filter_fn(|metadata| !metadata.is_span() || metadata.name() == ROOT_SPAN_NAME);
+    match settings.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_span_events(FmtSpan::NONE)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Pretty => {
+            tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).with_writer(writer).boxed()
+        }
+    }
+    .with_filter(root_span_only)
 }
 
 /// Installs the global subscriber without OpenTelemetry export (logs only).
@@ -348,8 +363,74 @@ impl Metrics {
 
 /// The root span of every request: the default fields (method, route, status, latency, trace id;
 /// the parent from an incoming `traceparent`) plus the CDS Hooks ids the handlers record and the
-/// authenticated EHR's `iss`.
+/// authenticated EHR's `iss`. No field holds text as the client wrote it (see [`INVALID`]).
 pub struct CdsRootSpan;
+
+/// What a log line or span shows instead of a value a client sent that is not a known name (a
+/// hook or service id of the catalogue, a standard HTTP method) nor an id that passes the
+/// request sanitiser (`protocol::request::is_safe_token`): a client cannot write into the log.
+pub const INVALID: &str = "invalid";
+
+/// A service id of the catalogue, else [`INVALID`].
+pub fn loggable_service_id(id: &str) -> &'static str {
+    ServiceKind::ALL.iter().find(|service| service.id() == id).map_or(INVALID, |service| service.id())
+}
+
+/// A hook one of the catalogue's services answers, else [`INVALID`].
+pub fn loggable_hook(hook: &str) -> &'static str {
+    ServiceKind::ALL.iter().find(|service| service.hook() == hook).map_or(INVALID, |service| service.hook())
+}
+
+/// An id (`hookInstance`, `jti`, `kid`, a path parameter) that passes the request sanitiser: at
+/// most 128 characters of `A-Z a-z 0-9 - _ . :`. Else [`INVALID`].
+pub fn loggable_id(id: &str) -> &str {
+    if is_safe_token(id) { id } else { INVALID }
+}
+
+fn loggable_method(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ]
+    .into_iter()
+    .find(|known| known == method)
+    .map_or(INVALID, |known| match known {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        _ => "CONNECT",
+    })
+}
+
+/// The path of a matched route, rebuilt from its pattern: `{id}` under `/cds-services` is a
+/// catalogue service id or `invalid`, another parameter an id that passes the sanitiser or
+/// `invalid`.
+fn loggable_target(pattern: &str, path: &str) -> String {
+    let services = pattern.starts_with("/cds-services/");
+    pattern
+        .split('/')
+        .zip(path.split('/').chain(std::iter::repeat("")))
+        .map(|(part, sent)| match part {
+            "{id}" if services => loggable_service_id(sent),
+            _ if part.starts_with('{') => loggable_id(sent),
+            _ => part,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 /// The name `tracing_actix_web::root_span!` gives the request's root span.
 const ROOT_SPAN_NAME: &str = "HTTP request";
@@ -359,16 +440,49 @@ const ROOT_SPAN_NAME: &str = "HTTP request";
 struct Arrived(std::time::Instant);
 
 impl RootSpanBuilder for CdsRootSpan {
+    /// The fields of tracing-actix-web's `root_span!`, each from what the service knows rather
+    /// than what the client wrote: the method if it is a standard one, the route pattern, the
+    /// target rebuilt from the pattern (a service id from the catalogue, another id if it passes
+    /// the sanitiser, else `invalid`; no query string), the connection's peer address (not a
+    /// `Forwarded` header). The `Host` and `User-Agent` headers are not recorded.
     fn on_request_start(request: &ServiceRequest) -> Span {
+        use tracing_actix_web::root_span_macro::private;
         request.extensions_mut().insert(Arrived(std::time::Instant::now()));
-        tracing_actix_web::root_span!(
-            request,
+        let method = loggable_method(request.method());
+        let pattern = request.match_pattern();
+        let route = pattern.clone().unwrap_or_else(|| "default".to_owned());
+        let target = pattern.as_deref().map_or(INVALID.to_owned(), |pattern| loggable_target(pattern, request.path()));
+        let client_ip = request.peer_addr().map(|peer| peer.ip().to_string()).unwrap_or_default();
+        let scheme = if request.app_config().secure() { "https" } else { "http" };
+        // As `root_span!` does: the trace id of an incoming `traceparent`, else filled in below.
+        let remote_trace_id = private::extract_otel_trace_id(request);
+        let span = tracing::info_span!(
+            "HTTP request",
+            http.method = method,
+            http.route = %route,
+            http.flavor = %private::http_flavor(request.version()),
+            http.scheme = scheme,
+            http.client_ip = %client_ip,
+            http.target = %target,
+            http.status_code = tracing::field::Empty,
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            request_id = %private::get_request_id(request),
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
             service_id = tracing::field::Empty,
             hook = tracing::field::Empty,
             hook_instance = tracing::field::Empty,
             client_iss = tracing::field::Empty,
             cards = tracing::field::Empty
-        )
+        );
+        if let Some(trace_id) = remote_trace_id {
+            span.record("trace_id", trace_id);
+        }
+        private::set_otel_parent(request, &span);
+        span
     }
 
     /// One log line per request, in its span (status, route, ids), with the latency. Child spans

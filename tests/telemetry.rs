@@ -104,6 +104,8 @@ struct Run {
     metric_names: Vec<String>,
     /// The trace ids of the spans exported in memory, by span name.
     traces: Vec<(String, String)>,
+    /// The log lines, as the service writes them (JSON).
+    log: String,
     _telemetry: Telemetry,
     _runtime: tokio::runtime::Runtime,
 }
@@ -224,6 +226,50 @@ async fn send_everything(address: &str, fhir_base: &str, vignettes: Vec<Vignette
     forbidden.push(TOKEN.to_owned());
 }
 
+/// Text a client chose, in every place of a request that could reach a log line.
+const SENTINEL: &str = "MalformedSentinel";
+
+/// Log lines, kept in memory.
+#[derive(Clone, Default)]
+struct LogLines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Requests refused as before, each carrying client text where the log might pick it up: an
+/// unknown hook (which passes the envelope's sanitiser), service ids the catalogue does not
+/// have, a query string, a user agent, forwarding headers.
+async fn send_client_text(address: &str) {
+    let client = reqwest::Client::new();
+    let mut request = support::vignette_request("dvt-likely-with-cancer-on-record");
+    request["hook"] = json!(format!("order-{SENTINEL}-XYZ"));
+    let send = |path: String, body: serde_json::Value| {
+        client
+            .post(format!("{address}{path}"))
+            .header("user-agent", format!("{SENTINEL}-agent/1.0"))
+            .header("x-forwarded-for", format!("{SENTINEL}-forwarded"))
+            .header("forwarded", format!("for={SENTINEL}-for;proto={SENTINEL}"))
+            .json(&body)
+            .send()
+    };
+    let wrong_hook = send("/cds-services/posterior-knee-pain".into(), request.clone()).await.expect("answered");
+    assert_eq!(wrong_hook.status().as_u16(), 400, "a hook the service does not answer is refused");
+    let unknown = send(format!("/cds-services/{SENTINEL}-service?x={SENTINEL}"), request).await.expect("answered");
+    assert_eq!(unknown.status().as_u16(), 404);
+    let feedback = send(format!("/cds-services/{SENTINEL}-service/feedback"), json!({"feedback": []}));
+    assert_eq!(feedback.await.expect("answered").status().as_u16(), 404);
+    let nowhere = send(format!("/{SENTINEL}/path"), json!({})).await.expect("answered");
+    assert_eq!(nowhere.status().as_u16(), 404);
+}
+
 fn run() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
@@ -262,8 +308,11 @@ fn run() -> &'static Run {
         .expect("telemetry starts");
         assert!(telemetry.is_exporting());
         let capture = Capture::default();
+        let log = LogLines::default();
+        let lines = log.clone();
         tracing_subscriber::registry()
             .with(capture.clone())
+            .with(popliteal::telemetry::log_layer(&settings.log, move || lines.clone()))
             .with(telemetry.layer())
             .with(tracing_subscriber::EnvFilter::new("info,popliteal=trace"))
             .try_init()
@@ -278,6 +327,7 @@ fn run() -> &'static Run {
             let address = format!("http://127.0.0.1:{}", application.port());
             tokio::spawn(application.run_until_stopped());
             send_everything(&address, &format!("{base}/fhir"), vignettes, &mut forbidden).await;
+            send_client_text(&address).await;
             // The audit writer stores in the background: wait until it has written.
             let written = support::eventually(Duration::from_secs(10), || async {
                 let ready: serde_json::Value =
@@ -308,7 +358,18 @@ fn run() -> &'static Run {
         forbidden.sort();
         forbidden.dedup();
         forbidden.retain(|secret| !secret.is_empty());
-        Run { seen, forbidden, received, span_names, metric_names, traces, _telemetry: telemetry, _runtime: runtime }
+        let log = String::from_utf8_lossy(&log.0.lock().expect("lock")).into_owned();
+        Run {
+            seen,
+            forbidden,
+            received,
+            span_names,
+            metric_names,
+            traces,
+            log,
+            _telemetry: telemetry,
+            _runtime: runtime,
+        }
     })
 }
 
@@ -391,4 +452,16 @@ fn an_incoming_traceparent_is_the_parent_and_goes_on_to_the_fhir_server() {
         let traceparent = traceparent.as_deref().unwrap_or_default();
         assert!(traceparent.starts_with("00-") && !traceparent.contains("00f067aa0ba902b7"), "{traceparent}");
     }
+}
+
+#[test]
+fn a_hook_service_id_or_header_a_client_made_up_reaches_no_log_line_or_span_but_invalid_does() {
+    let run = run();
+    let refused: Vec<&str> = run.log.lines().filter(|line| line.contains("/cds-services/invalid")).collect();
+    assert!(!refused.is_empty(), "the refused calls are logged, their service id as invalid: {}", run.log);
+    assert!(run.log.contains(r#""hook":"invalid""#), "the unknown hook is logged as invalid");
+    let lines: Vec<&str> = run.log.lines().filter(|line| line.contains(SENTINEL)).collect();
+    assert!(lines.is_empty(), "client text in the log: {lines:#?}");
+    let fields: Vec<&String> = run.seen.iter().filter(|text| text.contains(SENTINEL)).collect();
+    assert!(fields.is_empty(), "client text in spans, events or metrics: {fields:#?}");
 }

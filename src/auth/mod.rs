@@ -28,6 +28,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::configuration::{AuthMode, Environment, Settings, TrustedIssuer};
+use crate::telemetry::{INVALID, loggable_id};
 use keys::{HttpFetcher, JwksFetcher, JwksLocation, KeyCache, KeyError};
 use replay::{ReplayCache, ReplayError};
 
@@ -162,11 +163,6 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// What a log may show of a value taken from a token: printable ASCII, at most 128 characters.
-fn loggable(text: &str) -> String {
-    text.chars().take(128).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
-}
-
 /// Why a header did not parse: an `alg` the crate does not know (`none`, ...) or no JOSE header.
 fn unparsed_header_reason(token: &str) -> Reason {
     use base64::Engine;
@@ -274,12 +270,14 @@ impl Authenticator {
         match self.verify(authorization, path).await {
             Ok(client) => Some(client),
             Err(failure) => {
+                // The iss only when it is a trusted issuer's; kid and jti only when they pass the
+                // sanitiser; the path is the request span's (rebuilt from the route).
+                let iss = failure.iss.as_deref().map(|iss| if self.issuers.contains_key(iss) { iss } else { INVALID });
                 tracing::warn!(
                     reason = failure.reason.as_str(),
-                    iss = failure.iss.as_deref().map(loggable),
-                    kid = failure.kid.as_deref().map(loggable),
-                    jti = failure.jti.as_deref().map(loggable),
-                    path,
+                    iss,
+                    kid = failure.kid.as_deref().map(loggable_id),
+                    jti = failure.jti.as_deref().map(loggable_id),
                     "authentication failed"
                 );
                 None

@@ -85,8 +85,9 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
-/// A hookInstance is logged, so it is held to a safe alphabet and length.
-fn is_safe_token(text: &str) -> bool {
+/// The sanitiser of what may be logged as an id: a hook name and a hookInstance are held to it,
+/// and `telemetry` logs other ids sent by clients only when they pass it.
+pub fn is_safe_token(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 128
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))

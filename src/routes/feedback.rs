@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::protocol::feedback;
 use crate::routes::read_json_body;
 use crate::startup::AppState;
+use crate::telemetry::loggable_service_id;
 
 /// The summary's window when `from` is not given.
 const DEFAULT_WINDOW_DAYS: i64 = 30;
@@ -24,7 +25,7 @@ fn service(state: &AppState, id: &str) -> Result<ServiceKind, ApiError> {
 /// `POST /cds-services/{id}/feedback`: stores every item, committed, before answering 200 (with
 /// an empty body, as CDS Hooks 2.0 has none). An item sent again is stored once. A database that
 /// is down is a 503: nothing is acknowledged that is not stored.
-#[tracing::instrument(name = "receive feedback", skip_all, fields(service_id = %id))]
+#[tracing::instrument(name = "receive feedback", skip_all, fields(service_id = loggable_service_id(&id)))]
 pub async fn receive(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -65,7 +66,7 @@ fn instant(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, Ap
 /// `GET /cds-services/{id}/feedback/summary?from=&to=`: cards shown in `[from, to)` (RFC 3339;
 /// default the last 30 days; `from` equal to `to` is an empty window, `from` after `to` a 400)
 /// by topic and indicator, accepted and overridden, override reasons.
-#[tracing::instrument(name = "feedback summary", skip_all, fields(service_id = %id))]
+#[tracing::instrument(name = "feedback summary", skip_all, fields(service_id = loggable_service_id(&id)))]
 pub async fn summary(
     state: web::Data<AppState>,
     id: web::Path<String>,

@@ -11,6 +11,7 @@ use crate::limits::json_depth_exceeds;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
 use crate::startup::AppState;
+use crate::telemetry::{loggable_hook, loggable_service_id};
 
 /// Reads a JSON body within the limits: over `max_body_bytes` is a 413, nested deeper than
 /// `max_json_depth` a 400 (both with an OperationOutcome).
@@ -41,7 +42,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 /// `POST /cds-services/{id}`: evaluate a hook call. An evaluated call is queued for the audit
 /// trail without waiting: the audit store being slow or down never delays nor fails the answer
 /// (see `audit`).
-#[tracing::instrument(name = "invoke service", skip_all, fields(service_id = %id))]
+#[tracing::instrument(name = "invoke service", skip_all, fields(service_id = loggable_service_id(&id)))]
 pub async fn invoke(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -56,7 +57,7 @@ pub async fn invoke(
     let body = read_json_body(payload, &state).await?;
     let request = HookRequest::parse(&body)?;
     root_span.record("service_id", service.id());
-    root_span.record("hook", request.hook.as_str());
+    root_span.record("hook", loggable_hook(&request.hook));
     root_span.record("hook_instance", request.hook_instance.as_str());
     // Checked against the service before anything is read from the EHR.
     request.check_for(service)?;
