@@ -495,3 +495,41 @@ impl RootSpanBuilder for CdsRootSpan {
         span.in_scope(|| tracing::info!(latency_us, "request completed"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_logged_as_its_route_with_known_service_ids_and_safe_ids_only() {
+        let target = |pattern, path| loggable_target(pattern, path);
+        assert_eq!(
+            target("/cds-services/{id}", "/cds-services/posterior-knee-pain"),
+            "/cds-services/posterior-knee-pain"
+        );
+        assert_eq!(
+            target("/cds-services/{id}/feedback", "/cds-services/order-Sentinel/feedback"),
+            "/cds-services/invalid/feedback"
+        );
+        assert_eq!(
+            target("/fhir/Questionnaire/{id}", "/fhir/Questionnaire/posterior-knee-pain"),
+            "/fhir/Questionnaire/posterior-knee-pain"
+        );
+        assert_eq!(target("/fhir/Questionnaire/{id}", "/fhir/Questionnaire/a%22b"), "/fhir/Questionnaire/invalid");
+        assert_eq!(target("/health", "/health"), "/health");
+    }
+
+    #[test]
+    fn only_catalogue_hooks_standard_methods_and_sanitised_ids_are_logged_as_sent() {
+        assert_eq!(loggable_hook("order-sign"), "order-sign");
+        assert_eq!(loggable_hook("order-MalformedSentinel-XYZ"), INVALID);
+        assert_eq!(loggable_service_id("posterior-knee-pain-order-select"), "posterior-knee-pain-order-select");
+        assert_eq!(loggable_service_id("posterior-knee-pain "), INVALID);
+        assert_eq!(loggable_id("ehr-key-1"), "ehr-key-1");
+        assert_eq!(loggable_id("a\"}{\"forged\":\"line"), INVALID);
+        assert_eq!(loggable_id(&"x".repeat(129)), INVALID);
+        let custom = actix_web::http::Method::from_bytes(b"SENTINEL").expect("an extension method");
+        assert_eq!(loggable_method(&custom), INVALID);
+        assert_eq!(loggable_method(&actix_web::http::Method::POST), "POST");
+    }
+}
