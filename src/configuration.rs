@@ -81,6 +81,15 @@ pub struct ServerSettings {
     pub public_url: String,
     /// Request bodies above this size are refused with 413.
     pub max_body_bytes: usize,
+    /// A request body must have arrived whole within this time (else 408, connection closed).
+    pub body_read_timeout_ms: u64,
+    /// No more than this may pass between two chunks of a request body (else 408).
+    pub body_idle_timeout_ms: u64,
+    /// Request headers (names and values together) above this size are refused with 431.
+    pub max_header_bytes: usize,
+    /// Open connections one client address may hold; more are closed as they are accepted.
+    /// Behind a load balancer every connection comes from its address: size this for it.
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,8 +13,10 @@ use tracing_actix_web::TracingLogger;
 
 use crate::audit::{AuditWriter, Auditor};
 use crate::auth::{AuthConfigError, Authenticator};
+use crate::body::BodyLimits;
 use crate::catalogue::{Catalogue, CatalogueError};
 use crate::configuration::{CorsSettings, Settings};
+use crate::connections::ConnectionLimiter;
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
 use crate::fhir::fetch::FetchPolicy;
@@ -31,12 +33,13 @@ pub struct AppState {
     pub evaluation: EvaluationSettings,
     /// The Questionnaire, with its canonical URL set from the configuration.
     pub questionnaire: bytes::Bytes,
-    pub max_body_bytes: usize,
+    /// How request bodies are read (size, deadlines, JSON nesting).
+    pub body: BodyLimits,
+    /// Request headers larger than this are refused with 431.
+    pub max_header_bytes: usize,
     /// The HTTP client for the EHRs' FHIR servers (no redirects: the token stays at the origin).
     pub http: reqwest::Client,
     pub fetch: FetchPolicy,
-    /// JSON bodies nested deeper are refused with 400.
-    pub max_json_depth: usize,
     /// Verifies EHR tokens; `None` when `auth.mode = "off"`.
     pub authenticator: Option<Authenticator>,
     pub rate_limiter: RateLimiter,
@@ -132,7 +135,13 @@ impl AppState {
                 stale_after_days: settings.questionnaire.stale_after_days,
             },
             questionnaire: questionnaire(settings)?,
-            max_body_bytes: settings.server.max_body_bytes,
+            body: BodyLimits {
+                max_bytes: settings.server.max_body_bytes,
+                total: Duration::from_millis(settings.server.body_read_timeout_ms),
+                idle: Duration::from_millis(settings.server.body_idle_timeout_ms),
+                max_json_depth: settings.limits.max_json_depth,
+            },
+            max_header_bytes: settings.server.max_header_bytes,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(std::time::Duration::from_millis(settings.fhir.fetch_budget_ms))
@@ -140,7 +149,6 @@ impl AppState {
                 .build()
                 .map_err(|e| StartupError::HttpClient(e.to_string()))?,
             fetch: settings.fetch_policy(),
-            max_json_depth: settings.limits.max_json_depth,
             authenticator: Authenticator::from_settings(settings)?,
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,
@@ -148,6 +156,13 @@ impl AppState {
             metrics: Metrics::default(),
         })
     }
+}
+
+/// Raises the process's open-file limit to its hard limit, so that the connection cap per
+/// address, not the descriptor limit, is what a flood of connections meets first. Returns the
+/// limit in force.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
 }
 
 pub struct Application {
@@ -187,6 +202,9 @@ impl Application {
             }
         });
         let retention = retention::spawn(store.clone(), &settings.audit);
+        let per_address = std::num::NonZeroUsize::new(settings.server.max_connections_per_address)
+            .ok_or_else(|| StartupError::Settings("server.max_connections_per_address must be at least 1".into()))?;
+        let connections = ConnectionLimiter::new(per_address);
         let server = HttpServer::new(move || {
             // Outermost last: tracing, metrics, then OperationOutcomes for every error, CORS, the
             // guard.
@@ -200,6 +218,7 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
+        .on_connect(move |connection, extensions| connections.on_connect(connection, extensions))
         .listen(listener)?
         .run();
         Ok(Application { port, server, store, auditor, audit_writer, retention })
