@@ -49,8 +49,14 @@ pub struct FhirSettings {
     pub page_cap: usize,
     /// A FHIR server response larger than this is not read.
     pub max_response_bytes: usize,
-    /// Origins `fhirServer` must match (`https://ehr.example.org`); empty: any https origin.
+    /// Origins `fhirServer` must match (`https://ehr.example.org`); empty: any https origin,
+    /// and in production only at public addresses.
     pub allowed_origins: Vec<String>,
+    /// The bytes one hook call may read from the FHIR server in all.
+    pub max_bytes_per_call: usize,
+    /// The bytes all hook calls together may hold at once (read and not yet released): the bound
+    /// on the memory fetching takes, however many calls fetch at once.
+    pub max_bytes_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -360,6 +366,15 @@ impl Settings {
                 "telemetry.metrics_interval_ms must be positive and telemetry.service_name not empty".into(),
             ));
         }
+        let fhir = &self.fhir;
+        if fhir.max_response_bytes == 0
+            || fhir.max_bytes_per_call < fhir.max_response_bytes
+            || fhir.max_bytes_in_flight < fhir.max_bytes_per_call
+        {
+            return Err(ConfigurationError::Rule(
+                "fhir.max_response_bytes must be positive, fhir.max_bytes_per_call at least fhir.max_response_bytes, and fhir.max_bytes_in_flight at least fhir.max_bytes_per_call".into(),
+            ));
+        }
         if let Some(endpoint) = self.telemetry.endpoint() {
             let usable = url::Url::parse(endpoint).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
             if !usable {
@@ -383,6 +398,9 @@ impl Settings {
             max_response_bytes: self.fhir.max_response_bytes,
             allowed_origins: self.fhir.allowed_origins.clone(),
             allow_loopback_http: matches!(self.environment, Environment::Local | Environment::Test),
+            public_addresses_only: self.environment == Environment::Production && self.fhir.allowed_origins.is_empty(),
+            max_bytes_per_call: self.fhir.max_bytes_per_call,
+            max_bytes_in_flight: self.fhir.max_bytes_in_flight,
         }
     }
 

@@ -19,7 +19,8 @@ use crate::configuration::{CorsSettings, Settings};
 use crate::connections::ConnectionLimiter;
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
-use crate::fhir::fetch::FetchPolicy;
+use crate::fhir::budget::ByteBudget;
+use crate::fhir::fetch::FhirClient;
 use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
 use crate::store::{Store, StoreError};
@@ -37,9 +38,9 @@ pub struct AppState {
     pub body: BodyLimits,
     /// Request headers larger than this are refused with 431.
     pub max_header_bytes: usize,
-    /// The HTTP client for the EHRs' FHIR servers (no redirects: the token stays at the origin).
-    pub http: reqwest::Client,
-    pub fetch: FetchPolicy,
+    /// The EHRs' FHIR servers: the HTTP client (no redirects: the token stays at the origin),
+    /// the fetch policy and the process's byte budget.
+    pub fhir: FhirClient,
     /// Verifies EHR tokens; `None` when `auth.mode = "off"`.
     pub authenticator: Option<Authenticator>,
     pub rate_limiter: RateLimiter,
@@ -142,13 +143,7 @@ impl AppState {
                 max_json_depth: settings.limits.max_json_depth,
             },
             max_header_bytes: settings.server.max_header_bytes,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(std::time::Duration::from_millis(settings.fhir.fetch_budget_ms))
-                .user_agent(concat!("popliteal/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| StartupError::HttpClient(e.to_string()))?,
-            fetch: settings.fetch_policy(),
+            fhir: FhirClient::new(settings.fetch_policy()).map_err(|e| StartupError::HttpClient(e.to_string()))?,
             authenticator: Authenticator::from_settings(settings)?,
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,
@@ -172,6 +167,7 @@ pub struct Application {
     auditor: Auditor,
     audit_writer: AuditWriter,
     retention: JoinHandle<()>,
+    fetch_budget: std::sync::Arc<ByteBudget>,
 }
 
 /// How long a stopping server waits for queued audit records and open connections.
@@ -193,6 +189,7 @@ impl Application {
         let store = Store::connect(&settings.database)?;
         let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit);
         let state = web::Data::new(AppState::build(settings, store.clone(), auditor.clone())?);
+        let fetch_budget = std::sync::Arc::clone(&state.fhir.budget);
         let cors_settings = settings.cors.clone();
         let starting = store.clone();
         tokio::spawn(async move {
@@ -221,7 +218,7 @@ impl Application {
         .on_connect(move |connection, extensions| connections.on_connect(connection, extensions))
         .listen(listener)?
         .run();
-        Ok(Application { port, server, store, auditor, audit_writer, retention })
+        Ok(Application { port, server, store, auditor, audit_writer, retention, fetch_budget })
     }
 
     pub fn port(&self) -> u16 {
@@ -231,6 +228,11 @@ impl Application {
     /// The store the application writes to.
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The process's budget of bytes read from FHIR servers (its peak tells the most held at once).
+    pub fn fetch_budget(&self) -> std::sync::Arc<ByteBudget> {
+        std::sync::Arc::clone(&self.fetch_budget)
     }
 
     /// The audit queue (its counts tell what was written, failed or dropped).

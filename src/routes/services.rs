@@ -34,8 +34,7 @@ pub async fn invoke(
     root_span.record("hook_instance", request.hook_instance.as_str());
     // Checked against the service before anything is read from the EHR.
     request.check_for(service)?;
-    let record =
-        assemble(&request, state.catalogue.templates(service), &state.http, &state.fetch, &state.metrics).await;
+    let record = assemble(&request, state.catalogue.templates(service), &state.fhir, &state.metrics).await;
     let outcome = evaluate(service, &request, &record, &state.knowledge, &state.evaluation, invoked_at)?;
     tracing::info!(
         service_id = service.id(),
