@@ -64,9 +64,17 @@ pub struct FhirSettings {
     pub page_cap: NonZeroUsize,
     /// A FHIR server response larger than this is not read.
     pub max_response_bytes: NonZeroUsize,
-    /// Origins `fhirServer` must match (`https://ehr.example.org`); empty: any https origin.
+    /// Origins `fhirServer` must match (`https://ehr.example.org`); empty: any https origin,
+    /// and in production only at public addresses.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub allowed_origins: Vec<BareOrigin>,
+    /// The bytes one hook call may read from the FHIR server in all (at least
+    /// `max_response_bytes`).
+    pub max_bytes_per_call: NonZeroUsize,
+    /// The bytes all hook calls together may hold at once (read and not yet released): the bound
+    /// on the memory fetching takes, however many calls fetch at once (at least
+    /// `max_bytes_per_call`).
+    pub max_bytes_in_flight: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -97,6 +105,15 @@ pub struct ServerSettings {
     pub public_url: HttpUrl,
     /// Request bodies above this size are refused with 413.
     pub max_body_bytes: NonZeroUsize,
+    /// A request body must have arrived whole within this time (else 408, connection closed).
+    pub body_read_timeout_ms: NonZeroU64,
+    /// No more than this may pass between two chunks of a request body (else 408).
+    pub body_idle_timeout_ms: NonZeroU64,
+    /// Request headers (names and values together) above this size are refused with 431.
+    pub max_header_bytes: NonZeroUsize,
+    /// Open connections one client address may hold; more are closed as they are accepted.
+    /// Behind a load balancer every connection comes from its address: size this for it.
+    pub max_connections_per_address: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -638,6 +655,12 @@ impl Settings {
                 "auth.mode = \"off\" is refused in production: EHR calls must be authenticated (set auth.mode = \"jwt\")",
             );
         }
+        let fhir = &self.fhir;
+        if fhir.max_bytes_per_call < fhir.max_response_bytes || fhir.max_bytes_in_flight < fhir.max_bytes_per_call {
+            return rule(
+                "fhir.max_bytes_per_call must be at least fhir.max_response_bytes, and fhir.max_bytes_in_flight at least fhir.max_bytes_per_call",
+            );
+        }
         Ok(())
     }
 
@@ -838,6 +861,12 @@ mod tests {
             "POPLITEAL__FHIR__FETCH_BUDGET_MS",
             "POPLITEAL__FHIR__MAX_RESPONSE_BYTES",
             "POPLITEAL__SERVER__MAX_BODY_BYTES",
+            "POPLITEAL__SERVER__BODY_READ_TIMEOUT_MS",
+            "POPLITEAL__SERVER__BODY_IDLE_TIMEOUT_MS",
+            "POPLITEAL__SERVER__MAX_HEADER_BYTES",
+            "POPLITEAL__SERVER__MAX_CONNECTIONS_PER_ADDRESS",
+            "POPLITEAL__FHIR__MAX_BYTES_PER_CALL",
+            "POPLITEAL__FHIR__MAX_BYTES_IN_FLIGHT",
             "POPLITEAL__LIMITS__REQUESTS_PER_SECOND",
             "POPLITEAL__LIMITS__BURST",
             "POPLITEAL__LIMITS__MAX_JSON_DEPTH",
@@ -870,6 +899,14 @@ mod tests {
             load("production", &[("POPLITEAL__AUTH__CLOCK_SKEW_SECONDS", "0")]).auth.clock_skew_seconds.seconds(),
             0
         );
+    }
+
+    #[test]
+    fn a_per_call_byte_budget_below_one_response_or_above_the_process_budget_is_refused() {
+        let error = refusal(&[("POPLITEAL__FHIR__MAX_BYTES_PER_CALL", "1024")]);
+        assert!(error.contains("fhir.max_bytes_per_call"), "{error}");
+        let error = refusal(&[("POPLITEAL__FHIR__MAX_BYTES_IN_FLIGHT", "1024")]);
+        assert!(error.contains("fhir.max_bytes_in_flight"), "{error}");
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive within the body deadlines; the connection is closed.
+    #[error("the request body did not arrive within {seconds} s (or stalled); the connection is closed")]
+    RequestTimeout { seconds: u64 },
+    /// The request's headers are larger than the configured limit.
+    #[error("the request headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     /// The client sent more requests than its rate allows.
     #[error("too many requests; retry after {retry_after_seconds} s")]
     TooManyRequests { retry_after_seconds: u64 },
@@ -54,7 +60,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::PreconditionFailed(_) => "required",
             ApiError::Unauthorized => "login",
-            ApiError::PayloadTooLarge { .. } => "too-costly",
+            ApiError::PayloadTooLarge { .. } | ApiError::HeadersTooLarge { .. } => "too-costly",
+            ApiError::RequestTimeout { .. } => "timeout",
             ApiError::TooManyRequests { .. } => "throttled",
             ApiError::Internal(_) => "exception",
             ApiError::Unavailable(_) => "transient",
@@ -89,6 +96,8 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +117,10 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests { retry_after_seconds } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            // The rest of a body that is too slow or too large is not worth waiting for.
+            ApiError::RequestTimeout { .. } | ApiError::PayloadTooLarge { .. } | ApiError::HeadersTooLarge { .. } => {
+                response.force_close();
             }
             _ => {}
         }

@@ -5,10 +5,12 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod cards;
 pub mod catalogue;
 mod coded;
 pub mod configuration;
+pub mod connections;
 pub mod error;
 pub mod evaluate;
 pub mod fhir;

@@ -1,6 +1,6 @@
 //! Limits that keep one client from taking the service down: JSON nesting depth, and a request
 //! rate per client (a token bucket per `iss`, or per IP address before authentication). The body
-//! size limit is `routes::read_json_body`'s.
+//! size limit is `body::read_json_body`'s.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

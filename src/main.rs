@@ -19,6 +19,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     telemetry.install_subscriber(&settings.log);
+    match popliteal::startup::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(open_files_limit = limit, "open-file limit raised to the hard limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let application = match Application::build(&settings) {
         Ok(application) => application,
         Err(error) => {

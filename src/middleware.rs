@@ -28,6 +28,11 @@ fn is_open(method: &actix_web::http::Method, path: &str) -> bool {
             && (path == "/openapi.yaml" || path.starts_with("/fhir/Questionnaire/")))
 }
 
+/// The size of the request's headers as sent (`name: value\r\n` each).
+fn header_bytes(headers: &header::HeaderMap) -> usize {
+    headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum()
+}
+
 fn too_many(wait: Duration) -> ApiError {
     ApiError::TooManyRequests { retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64 }
 }
@@ -43,6 +48,10 @@ pub async fn guard<B: MessageBody + 'static>(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
+    if header_bytes(req.headers()) > state.max_header_bytes {
+        let error = ApiError::HeadersTooLarge { limit: state.max_header_bytes };
+        return Ok(req.error_response(error).map_into_right_body());
+    }
     let path = req.path().to_owned();
     if is_probe(&path) {
         return Ok(next.call(req).await?.map_into_left_body());
@@ -109,7 +118,8 @@ fn issue_code(status: StatusCode) -> &'static str {
         403 => "forbidden",
         404 => "not-found",
         405 => "not-supported",
-        413 => "too-costly",
+        408 => "timeout",
+        413 | 431 => "too-costly",
         429 => "throttled",
         400..=499 => "invalid",
         _ => "exception",

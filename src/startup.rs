@@ -13,11 +13,14 @@ use tracing_actix_web::TracingLogger;
 
 use crate::audit::{AuditWriter, Auditor};
 use crate::auth::{AuthConfigError, Authenticator};
+use crate::body::BodyLimits;
 use crate::catalogue::{Catalogue, CatalogueError};
 use crate::configuration::{CorsOrigin, CorsSettings, Settings};
+use crate::connections::ConnectionLimiter;
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
-use crate::fhir::fetch::FetchPolicy;
+use crate::fhir::budget::ByteBudget;
+use crate::fhir::fetch::{FetchPolicy, FhirClient};
 use crate::limits::RateLimiter;
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
 use crate::store::{Store, StoreError};
@@ -31,12 +34,13 @@ pub struct AppState {
     pub evaluation: EvaluationSettings,
     /// The Questionnaire, with its canonical URL set from the configuration.
     pub questionnaire: bytes::Bytes,
-    pub max_body_bytes: usize,
-    /// The HTTP client for the EHRs' FHIR servers (no redirects: the token stays at the origin).
-    pub http: reqwest::Client,
-    pub fetch: FetchPolicy,
-    /// JSON bodies nested deeper are refused with 400.
-    pub max_json_depth: usize,
+    /// How request bodies are read (size, deadlines, JSON nesting).
+    pub body: BodyLimits,
+    /// Request headers larger than this are refused with 431.
+    pub max_header_bytes: usize,
+    /// The EHRs' FHIR servers: the HTTP client (no redirects: the token stays at the origin),
+    /// the fetch policy and the process's byte budget.
+    pub fhir: FhirClient,
     /// Verifies EHR tokens; `None` when `auth.mode = "off"`.
     pub authenticator: Option<Authenticator>,
     pub rate_limiter: RateLimiter,
@@ -104,15 +108,15 @@ impl AppState {
                 stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
             },
             questionnaire: questionnaire(settings)?,
-            max_body_bytes: settings.server.max_body_bytes.get(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(std::time::Duration::from_millis(settings.fhir.fetch_budget_ms.get()))
-                .user_agent(concat!("popliteal/", env!("CARGO_PKG_VERSION")))
-                .build()
+            body: BodyLimits {
+                max_bytes: settings.server.max_body_bytes.get(),
+                total: Duration::from_millis(settings.server.body_read_timeout_ms.get()),
+                idle: Duration::from_millis(settings.server.body_idle_timeout_ms.get()),
+                max_json_depth: settings.limits.max_json_depth.get(),
+            },
+            max_header_bytes: settings.server.max_header_bytes.get(),
+            fhir: FhirClient::new(FetchPolicy::from_settings(&settings.fhir, settings.environment))
                 .map_err(|e| StartupError::HttpClient(e.to_string()))?,
-            fetch: FetchPolicy::from_settings(&settings.fhir, settings.environment),
-            max_json_depth: settings.limits.max_json_depth.get(),
             authenticator: Authenticator::from_settings(settings)?,
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,
@@ -122,6 +126,13 @@ impl AppState {
     }
 }
 
+/// Raises the process's open-file limit to its hard limit, so that the connection cap per
+/// address, not the descriptor limit, is what a flood of connections meets first. Returns the
+/// limit in force.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -129,6 +140,7 @@ pub struct Application {
     auditor: Auditor,
     audit_writer: AuditWriter,
     retention: JoinHandle<()>,
+    fetch_budget: std::sync::Arc<ByteBudget>,
 }
 
 /// How long a stopping server waits for queued audit records and open connections.
@@ -150,6 +162,7 @@ impl Application {
         let store = Store::connect(&settings.database)?;
         let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit);
         let state = web::Data::new(AppState::build(settings, store.clone(), auditor.clone())?);
+        let fetch_budget = std::sync::Arc::clone(&state.fhir.budget);
         let cors_settings = settings.cors.clone();
         let starting = store.clone();
         tokio::spawn(async move {
@@ -159,6 +172,7 @@ impl Application {
             }
         });
         let retention = retention::spawn(store.clone(), &settings.audit);
+        let connections = ConnectionLimiter::new(settings.server.max_connections_per_address);
         let server = HttpServer::new(move || {
             // Outermost last: tracing, metrics, then OperationOutcomes for every error, CORS, the
             // guard.
@@ -172,9 +186,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
+        .on_connect(move |connection, extensions| connections.on_connect(connection, extensions))
         .listen(listener)?
         .run();
-        Ok(Application { port, server, store, auditor, audit_writer, retention })
+        Ok(Application { port, server, store, auditor, audit_writer, retention, fetch_budget })
     }
 
     pub fn port(&self) -> u16 {
@@ -184,6 +199,11 @@ impl Application {
     /// The store the application writes to.
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The process's budget of bytes read from FHIR servers (its peak tells the most held at once).
+    pub fn fetch_budget(&self) -> std::sync::Arc<ByteBudget> {
+        std::sync::Arc::clone(&self.fetch_budget)
     }
 
     /// The audit queue (its counts tell what was written, failed or dropped).

@@ -11,11 +11,10 @@
 use std::collections::HashMap;
 
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
-use super::fetch::{FetchPolicy, Fetcher, fill_template, origin, origin_allowed};
+use super::fetch::{FetchPolicy, Fetcher, FhirClient, check_server, fill_template};
 use super::page;
 use super::record::{Cause, DataKey, KeyData, PageOutcome, PatientRecord, Provenance};
 use crate::protocol::request::HookRequest;
@@ -69,7 +68,7 @@ fn server_of(request: &HookRequest, policy: &FetchPolicy) -> Result<Url, Cause> 
         .as_deref()
         .and_then(|s| Url::parse(&format!("{}/", s.trim_end_matches('/'))).ok())
         .ok_or(Cause::NoServer)?;
-    if origin_allowed(&server, policy) { Ok(server) } else { Err(Cause::OriginNotAllowed) }
+    check_server(&server, policy).map(|()| server)
 }
 
 /// Reads one page fetched from the server into the key's views. A search answers with a Bundle,
@@ -114,7 +113,7 @@ async fn fetch_key(
         (data, if pages_read > 0 { Provenance::Partial(cause) } else { Provenance::Failed(cause) })
     };
     loop {
-        if pages_read >= fetcher.policy.page_cap {
+        if pages_read >= fetcher.policy().page_cap {
             return stop(pending.data, pages_read, Cause::PageCap);
         }
         let next = match fetcher.get(&url).await {
@@ -166,19 +165,18 @@ pub fn from_prefetch_alone(prefetch: &HashMap<String, Box<RawValue>>) -> Patient
 pub async fn assemble(
     request: &HookRequest,
     templates: &HashMap<String, String>,
-    client: &reqwest::Client,
-    policy: &FetchPolicy,
+    client: &FhirClient,
     metrics: &Metrics,
 ) -> PatientRecord {
     let (mut record, pending) = read_prefetch(&request.prefetch);
     if pending.is_empty() {
         return record;
     }
-    let server = match server_of(request, policy) {
+    let server = match server_of(request, &client.policy) {
         Ok(server) => server,
         Err(cause) => {
-            if cause == Cause::OriginNotAllowed {
-                tracing::warn!(hook_instance = %request.hook_instance, "fhirServer is not an allowed origin: nothing fetched");
+            if cause != Cause::NoServer {
+                tracing::warn!(hook_instance = %request.hook_instance, reason = cause.as_str(), "fhirServer refused: nothing fetched");
             }
             for waiting in pending {
                 metrics.fhir_fetch_failure(waiting.data.key.prefetch_key(), cause.as_str());
@@ -188,13 +186,8 @@ pub async fn assemble(
             return record;
         }
     };
-    let fetcher = Fetcher {
-        client,
-        token: request.fhir_authorization.as_ref().map(|a| &a.access_token),
-        origin: origin(&server),
-        policy,
-        deadline: Instant::now() + policy.budget,
-    };
+    // Holds the call's share of the process's byte budget until the record is assembled.
+    let fetcher = Fetcher::new(client, request.fhir_authorization.as_ref().map(|a| &a.access_token), &server);
     let patient_id = request.context.patient_id.as_str();
     let tasks = pending.into_iter().map(|waiting| {
         let key = waiting.data.key;

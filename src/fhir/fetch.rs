@@ -1,6 +1,11 @@
-//! Reading from the EHR's FHIR server: where the service may send the token (`origin_allowed`),
+//! Reading from the EHR's FHIR server: where the service may send the token (`check_server`),
 //! the service's query templates filled for this call (`fill_template`), and one bounded GET
 //! (`Fetcher::get`). `assembly` decides what to read and reads each page into views.
+//!
+//! Bounded three ways: the time budget of the call, the size of one answer, and the bytes read
+//! (`budget`: per call and for the whole process). In production a `fhirServer` must be at
+//! public addresses unless its origin is listed (`address`). A URL with a user name or password
+//! in it is never followed (the HTTP client would send them as Basic credentials).
 //!
 //! reqwest, not fhir-sdk's client (which announces `fhirVersion=4.3` to R4 servers): `Accept:
 //! application/fhir+json`. The token is sent only to the allowed `fhirServer` origin, never
@@ -8,12 +13,15 @@
 //! W3C `traceparent` of the current span, so the EHR's traces join ours; spans record the key and
 //! the result, never the URL (it names the patient).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use url::Url;
 
+use super::address::{self, PublicAddressResolver};
+use super::budget::{ByteBudget, CallBytes};
 use super::record::Cause;
 use crate::configuration::{Environment, FhirSettings};
 use crate::protocol::request::{AccessToken, HookRequest};
@@ -31,10 +39,42 @@ pub struct FetchPolicy {
     pub allowed_origins: Vec<String>,
     /// Whether `http://127.0.0.1` and `http://localhost` are allowed (local and test only).
     pub allow_loopback_http: bool,
+    /// Whether `fhirServer` must be at public unicast addresses (production, when no origin is
+    /// listed: a listed origin is trusted as the operator named it).
+    pub public_addresses_only: bool,
+    /// The bytes one call may read from the FHIR server in all.
+    pub max_bytes_per_call: usize,
+    /// The bytes all calls together may hold at once.
+    pub max_bytes_in_flight: usize,
+}
+
+/// The EHRs' FHIR servers as the service reaches them: the HTTP client (no redirects, the
+/// resolver that refuses private addresses when the policy says so), the policy, and the
+/// process's byte budget.
+#[derive(Debug, Clone)]
+pub struct FhirClient {
+    pub http: reqwest::Client,
+    pub policy: FetchPolicy,
+    pub budget: Arc<ByteBudget>,
+}
+
+impl FhirClient {
+    pub fn new(policy: FetchPolicy) -> Result<FhirClient, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(policy.budget)
+            .user_agent(concat!("popliteal/", env!("CARGO_PKG_VERSION")));
+        if policy.public_addresses_only {
+            builder = builder.dns_resolver(Arc::new(PublicAddressResolver));
+        }
+        let budget = ByteBudget::new(policy.max_bytes_in_flight);
+        Ok(FhirClient { http: builder.build()?, policy, budget })
+    }
 }
 
 impl FetchPolicy {
-    /// The policy the `fhir` settings ask for: plain http to loopback only in local and test.
+    /// The policy the `fhir` settings ask for: plain http to loopback only in local and test;
+    /// public addresses only in production unless origins are listed.
     pub fn from_settings(settings: &FhirSettings, environment: Environment) -> FetchPolicy {
         FetchPolicy {
             budget: Duration::from_millis(settings.fetch_budget_ms.get()),
@@ -42,6 +82,9 @@ impl FetchPolicy {
             max_response_bytes: settings.max_response_bytes.get(),
             allowed_origins: settings.allowed_origins.iter().map(|origin| origin.as_str().to_owned()).collect(),
             allow_loopback_http: matches!(environment, Environment::Local | Environment::Test),
+            public_addresses_only: environment == Environment::Production && settings.allowed_origins.is_empty(),
+            max_bytes_per_call: settings.max_bytes_per_call.get(),
+            max_bytes_in_flight: settings.max_bytes_in_flight.get(),
         }
     }
 }
@@ -51,18 +94,28 @@ pub fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// Whether the service may send a token to this FHIR server.
-pub fn origin_allowed(server: &Url, policy: &FetchPolicy) -> bool {
+/// Whether the service may send a token to this FHIR server, or why not.
+pub fn check_server(server: &Url, policy: &FetchPolicy) -> Result<(), Cause> {
+    if !server.username().is_empty() || server.password().is_some() {
+        return Err(Cause::CredentialsInUrl);
+    }
     let loopback = matches!(server.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     let scheme_ok = server.scheme() == "https" || (server.scheme() == "http" && loopback && policy.allow_loopback_http);
     if !scheme_ok {
-        return false;
+        return Err(Cause::OriginNotAllowed);
     }
     if policy.allowed_origins.is_empty() {
-        return true;
+        if policy.public_addresses_only && address::literal_is_refused(server) {
+            return Err(Cause::AddressNotPublic);
+        }
+        return Ok(());
     }
     let origin = origin(server);
-    policy.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/') == origin)
+    if policy.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/') == origin) {
+        Ok(())
+    } else {
+        Err(Cause::OriginNotAllowed)
+    }
 }
 
 /// Fills `{{context.x}}` and `{{userPractitionerId}}`-style tokens, percent-encoding values.
@@ -87,24 +140,43 @@ pub fn fill_template(template: &str, request: &HookRequest) -> String {
     text
 }
 
-/// One call's reads from the FHIR server: its origin, its token and its deadline.
+/// One call's reads from the FHIR server: its origin, its token, its deadline and its bytes.
 pub struct Fetcher<'a> {
-    pub client: &'a reqwest::Client,
+    pub client: &'a FhirClient,
     pub token: Option<&'a AccessToken>,
     /// The origin of `fhirServer`: every URL read must have it.
     pub origin: String,
-    pub policy: &'a FetchPolicy,
     /// When the whole fetch phase of the call must be over.
     pub deadline: Instant,
+    /// What the call has read, and holds of the process's byte budget until it is dropped.
+    pub bytes: CallBytes,
 }
 
-impl Fetcher<'_> {
-    /// GETs one URL of the server's origin, within the deadline and the size limit.
+impl<'a> Fetcher<'a> {
+    pub fn new(client: &'a FhirClient, token: Option<&'a AccessToken>, server: &Url) -> Fetcher<'a> {
+        Fetcher {
+            client,
+            token,
+            origin: origin(server),
+            deadline: Instant::now() + client.policy.budget,
+            bytes: CallBytes::new(Arc::clone(&client.budget), client.policy.max_bytes_per_call),
+        }
+    }
+
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.client.policy
+    }
+
+    /// GETs one URL of the server's origin, within the deadline, the size limit and the call's
+    /// bytes.
     pub async fn get(&self, url: &Url) -> Result<Vec<u8>, Cause> {
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Cause::CredentialsInUrl);
+        }
         if origin(url) != self.origin {
             return Err(Cause::OriginNotAllowed);
         }
-        let mut request = self.client.get(url.clone()).header("Accept", "application/fhir+json");
+        let mut request = self.client.http.get(url.clone()).header("Accept", "application/fhir+json");
         let mut trace_context = reqwest::header::HeaderMap::new();
         let span_context = tracing::Span::current().context();
         opentelemetry::global::get_text_map_propagator(|propagator| {
@@ -117,12 +189,26 @@ impl Fetcher<'_> {
         let mut response = tokio::time::timeout_at(self.deadline, request.send())
             .await
             .map_err(|_| Cause::Timeout)?
-            .map_err(|e| if e.is_timeout() { Cause::Timeout } else { Cause::Network })?;
+            .map_err(|error| {
+                if address::is_refusal(&error) {
+                    tracing::warn!(reason = Cause::AddressNotPublic.as_str(), "fhirServer refused: nothing fetched");
+                    Cause::AddressNotPublic
+                } else if error.is_timeout() {
+                    Cause::Timeout
+                } else {
+                    Cause::Network
+                }
+            })?;
         if !response.status().is_success() {
             return Err(Cause::Status(response.status().as_u16()));
         }
-        if response.content_length().is_some_and(|length| length > self.policy.max_response_bytes as u64) {
-            return Err(Cause::TooLarge);
+        if let Some(length) = response.content_length() {
+            if length > self.policy().max_response_bytes as u64 {
+                return Err(Cause::TooLarge);
+            }
+            if self.bytes.would_exceed(length) {
+                return Err(Cause::CallByteCap);
+            }
         }
         let mut body = Vec::new();
         loop {
@@ -131,9 +217,10 @@ impl Fetcher<'_> {
                 .map_err(|_| Cause::Timeout)?
                 .map_err(|_| Cause::Network)?;
             let Some(chunk) = chunk else { break };
-            if body.len() + chunk.len() > self.policy.max_response_bytes {
+            if body.len() + chunk.len() > self.policy().max_response_bytes {
                 return Err(Cause::TooLarge);
             }
+            self.bytes.take(chunk.len(), self.deadline).await?;
             body.extend_from_slice(&chunk);
         }
         Ok(body)
@@ -151,7 +238,14 @@ mod tests {
             max_response_bytes: 1 << 20,
             allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
             allow_loopback_http: loopback,
+            public_addresses_only: !loopback,
+            max_bytes_per_call: 1 << 22,
+            max_bytes_in_flight: 1 << 24,
         }
+    }
+
+    fn origin_allowed(server: &Url, policy: &FetchPolicy) -> bool {
+        check_server(server, policy).is_ok()
     }
 
     fn url(text: &str) -> Url {
@@ -172,6 +266,27 @@ mod tests {
         assert!(origin_allowed(&url("https://ehr.example.org/r4/"), &policy));
         assert!(!origin_allowed(&url("https://evil.example.net/r4/"), &policy));
         assert!(!origin_allowed(&url("https://ehr.example.org:8443/r4/"), &policy));
+    }
+
+    #[test]
+    fn production_refuses_a_server_at_a_private_address_unless_its_origin_is_listed() {
+        let production = policy(&[], false);
+        assert_eq!(check_server(&url("https://127.0.0.1:8443/fhir/"), &production), Err(Cause::AddressNotPublic));
+        assert_eq!(check_server(&url("https://169.254.169.254/fhir/"), &production), Err(Cause::AddressNotPublic));
+        assert_eq!(check_server(&url("https://[fd00:ec2::254]/fhir/"), &production), Err(Cause::AddressNotPublic));
+        assert_eq!(check_server(&url("https://ehr.example.org/fhir/"), &production), Ok(()));
+        let listed = policy(&["https://10.0.0.5:8443"], false);
+        assert_eq!(check_server(&url("https://10.0.0.5:8443/fhir/"), &listed), Ok(()));
+    }
+
+    #[test]
+    fn a_server_url_with_a_user_name_or_password_is_refused() {
+        let policy = policy(&[], true);
+        assert_eq!(
+            check_server(&url("https://user:secret@ehr.example.org/fhir/"), &policy),
+            Err(Cause::CredentialsInUrl)
+        );
+        assert_eq!(check_server(&url("https://user@ehr.example.org/fhir/"), &policy), Err(Cause::CredentialsInUrl));
     }
 
     #[test]

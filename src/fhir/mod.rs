@@ -3,7 +3,9 @@
 //! key (`record`), then interpreted through the value sets into the facts the rules read
 //! (`interpret`, `intake`, `drafts`).
 
+pub mod address;
 pub mod assembly;
+pub mod budget;
 pub mod drafts;
 pub mod fetch;
 pub mod intake;

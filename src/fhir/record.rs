@@ -102,6 +102,15 @@ pub enum Cause {
     TooLarge,
     /// More pages than `fhir.page_cap`.
     PageCap,
+    /// More bytes in all than `fhir.max_bytes_per_call`.
+    CallByteCap,
+    /// The process's budget of bytes in flight (`fhir.max_bytes_in_flight`) had none to spare
+    /// before the deadline.
+    ByteBudget,
+    /// `fhirServer` is (or resolves to) an address that is not public, in production.
+    AddressNotPublic,
+    /// A URL carries a user name or password (`https://user:pass@host/`): never followed.
+    CredentialsInUrl,
 }
 
 impl Cause {
@@ -120,6 +129,10 @@ impl Cause {
             Cause::NotFhir => "not-fhir",
             Cause::TooLarge => "too-large",
             Cause::PageCap => "page-cap",
+            Cause::CallByteCap => "call-byte-cap",
+            Cause::ByteBudget => "byte-budget",
+            Cause::AddressNotPublic => "address-not-public",
+            Cause::CredentialsInUrl => "credentials-in-url",
         }
     }
 }

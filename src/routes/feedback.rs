@@ -3,10 +3,10 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use crate::body::read_json_body;
 use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
 use crate::protocol::feedback;
-use crate::routes::read_json_body;
 use crate::startup::AppState;
 use crate::telemetry::loggable_service_id;
 
@@ -29,10 +29,11 @@ fn service(state: &AppState, id: &str) -> Result<ServiceKind, ApiError> {
 pub async fn receive(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    http_request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let service = service(&state, &id)?;
-    let body = read_json_body(payload, &state).await?;
+    let body = read_json_body(&http_request, payload, &state.body).await?;
     let items = feedback::parse(&body)?;
     let receipt = state.store.record_feedback(service.id(), &items, OffsetDateTime::now_utc()).await?;
     state.metrics.feedback(service.id(), &items);

@@ -11,7 +11,6 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
 pub use openapi::OPENAPI_YAML;
-pub use services::read_json_body;
 
 /// A method a known path does not answer: 405 with `Allow` (an OperationOutcome, as every
 /// error).

@@ -1,43 +1,16 @@
-use actix_web::{HttpResponse, web};
-use futures_util::StreamExt;
+use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 use tracing_actix_web::RootSpan;
 
 use crate::audit::AuditRecord;
+use crate::body::read_json_body;
 use crate::error::ApiError;
 use crate::evaluate::evaluate;
 use crate::fhir::assembly::assemble;
-use crate::limits::json_depth_exceeds;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
 use crate::startup::AppState;
 use crate::telemetry::{loggable_hook, loggable_service_id};
-
-/// Reads a JSON body within the limits: over `max_body_bytes` is a 413, nested deeper than
-/// `max_json_depth` a 400 (both with an OperationOutcome).
-pub async fn read_json_body(payload: web::Payload, state: &AppState) -> Result<web::BytesMut, ApiError> {
-    let body = read_body(payload, state.max_body_bytes).await?;
-    if json_depth_exceeds(&body, state.max_json_depth) {
-        return Err(ApiError::BadRequest(format!(
-            "the request body nests arrays and objects deeper than {} levels",
-            state.max_json_depth
-        )));
-    }
-    Ok(body)
-}
-
-/// Reads a body up to `limit` bytes; more is a 413 (with an OperationOutcome).
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest("the request body could not be read".into()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// `POST /cds-services/{id}`: evaluate a hook call. An evaluated call is queued for the audit
 /// trail without waiting: the audit store being slow or down never delays nor fails the answer
@@ -46,6 +19,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 pub async fn invoke(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    http_request: HttpRequest,
     payload: web::Payload,
     root_span: RootSpan,
 ) -> Result<HttpResponse, ApiError> {
@@ -54,15 +28,14 @@ pub async fn invoke(
     let Some(service) = state.catalogue.find(&id) else {
         return Err(ApiError::NotFound("no CDS service with this id; see GET /cds-services".into()));
     };
-    let body = read_json_body(payload, &state).await?;
+    let body = read_json_body(&http_request, payload, &state.body).await?;
     let request = HookRequest::parse(&body)?;
     root_span.record("service_id", service.id());
     root_span.record("hook", loggable_hook(&request.hook));
     root_span.record("hook_instance", request.hook_instance.as_str());
     // Checked against the service before anything is read from the EHR.
     request.check_for(service)?;
-    let record =
-        assemble(&request, state.catalogue.templates(service), &state.http, &state.fetch, &state.metrics).await;
+    let record = assemble(&request, state.catalogue.templates(service), &state.fhir, &state.metrics).await;
     let outcome = evaluate(service, &request, &record, &state.knowledge, &state.evaluation, invoked_at)?;
     tracing::info!(
         service_id = service.id(),

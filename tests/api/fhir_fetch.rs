@@ -23,7 +23,12 @@ enum Mode {
     Paged,
     /// Search Bundles hold every entry on page 1 and link to a page 2 that answers this status.
     SecondPageFails(u16),
+    /// Every search answers a page of about `HUGE_PAGE_BYTES` linking to the next, without end.
+    EndlessHugePages,
 }
+
+/// The size of one page in `Mode::EndlessHugePages`.
+const HUGE_PAGE_BYTES: usize = 1024 * 1024;
 
 #[derive(Default)]
 struct Seen {
@@ -69,6 +74,17 @@ async fn respond(
                 .map(|i| json!({"resource": {"resourceType": "Condition", "id": format!("c{i}"), "subject": {"reference": "Patient/x"}}}))
                 .collect();
             return HttpResponse::Ok().json(json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}));
+        }
+        Mode::EndlessHugePages => {
+            let base = format!("http://{}", request.connection_info().host());
+            let page: usize = request.query_string().strip_prefix("page=").and_then(|n| n.parse().ok()).unwrap_or(1);
+            let next = format!("{base}{}?page={}", request.path(), page + 1);
+            return HttpResponse::Ok().json(json!({
+                "resourceType": "Bundle", "type": "searchset",
+                "link": [{"relation": "next", "url": next}],
+                "entry": [{"resource": {"resourceType": "Basic", "id": format!("padding-{page}"),
+                    "text": {"status": "generated", "div": "x".repeat(HUGE_PAGE_BYTES)}}}]
+            }));
         }
         Mode::Serve | Mode::Paged | Mode::SecondPageFails(_) => {}
     }
@@ -361,4 +377,155 @@ async fn a_request_that_does_not_fit_its_service_is_refused_before_anything_is_r
     let (status, _) = post(&app, &other).await;
     assert_eq!(status, 400);
     assert!(server.seen.lock().expect("lock").requests.is_empty(), "PHI was fetched for a request refused anyway");
+}
+
+#[tokio::test]
+async fn a_next_link_or_fhir_server_with_a_user_name_and_password_is_never_followed() {
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let server = fake_fhir(request["prefetch"].clone(), Mode::Serve).await;
+    let app = spawn_app_with(|_| {}).await;
+    let with_credentials = server.base.replace("http://", "http://someone:secret@");
+    let mut partial = without(request.clone(), &[], &server);
+    partial["prefetch"]["conditions"] = json!({
+        "resourceType": "Bundle", "type": "searchset",
+        "link": [{"relation": "next", "url": format!("{with_credentials}/Condition?page=2")}],
+        "entry": []
+    });
+    let (status, body) = post(&app, &partial).await;
+    assert_eq!(status, 200);
+    assert!(card(&body, "data-unavailable")["detail"].as_str().expect("detail").contains("Read in part"));
+
+    let mut everything_fetched = without(request, ALL_KEYS, &server);
+    everything_fetched["fhirServer"] = json!(with_credentials);
+    let (status, _) = post(&app, &everything_fetched).await;
+    assert_eq!(status, 412, "nothing can be read: the intake is missing");
+    assert!(server.seen.lock().expect("lock").requests.is_empty(), "no request was made with the link's credentials");
+}
+
+/// The service, with the process's byte budget kept to look at.
+async fn spawn_app_keeping_fetch_budget(
+    adjust: impl FnOnce(&mut popliteal::configuration::Settings),
+) -> (crate::support::TestApp, std::sync::Arc<popliteal::fhir::budget::ByteBudget>) {
+    let settings = crate::support::test_settings(adjust);
+    let application = popliteal::startup::Application::build(&settings).expect("the application starts");
+    let budget = application.fetch_budget();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    (crate::support::TestApp { address, client: reqwest::Client::new() }, budget)
+}
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test]
+async fn one_call_reads_no_more_than_its_byte_cap_from_a_server_that_pages_without_end() {
+    let (app, budget) = spawn_app_keeping_fetch_budget(|s| {
+        s.fhir.max_response_bytes = std::num::NonZeroUsize::new(2 * MIB).expect("positive");
+        s.fhir.max_bytes_per_call = std::num::NonZeroUsize::new(3 * MIB).expect("positive");
+        s.fhir.max_bytes_in_flight = std::num::NonZeroUsize::new(64 * MIB).expect("positive");
+        s.fhir.page_cap = std::num::NonZeroUsize::new(25).expect("positive");
+        s.fhir.fetch_budget_ms = std::num::NonZeroU64::new(10_000).expect("positive");
+    })
+    .await;
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let server = fake_fhir(request["prefetch"].clone(), Mode::EndlessHugePages).await;
+    let (status, body) = post(&app, &without(request, &["conditions"], &server)).await;
+    assert_eq!(status, 200);
+    assert!(card(&body, "data-unavailable")["detail"].as_str().expect("detail").contains("conditions"));
+    let pages = server.seen.lock().expect("lock").requests.len();
+    assert!(pages <= 3, "{pages} pages of 1 MiB were asked for against a cap of 3 MiB");
+    assert!(budget.peak() <= 3 * MIB, "held at most the call's cap: {}", budget.peak());
+    assert_eq!(budget.in_use(), 0, "the call gave its bytes back");
+}
+
+#[tokio::test]
+async fn calls_fetching_at_once_share_one_byte_budget_so_memory_stays_bounded() {
+    let (app, budget) = spawn_app_keeping_fetch_budget(|s| {
+        s.fhir.max_response_bytes = std::num::NonZeroUsize::new(2 * MIB).expect("positive");
+        s.fhir.max_bytes_per_call = std::num::NonZeroUsize::new(3 * MIB).expect("positive");
+        s.fhir.max_bytes_in_flight = std::num::NonZeroUsize::new(4 * MIB).expect("positive");
+        s.fhir.page_cap = std::num::NonZeroUsize::new(25).expect("positive");
+        s.fhir.fetch_budget_ms = std::num::NonZeroU64::new(3_000).expect("positive");
+    })
+    .await;
+    let request = vignette_request("dvt-likely-with-cancer-on-record");
+    let server = fake_fhir(request["prefetch"].clone(), Mode::EndlessHugePages).await;
+    let call = without(request, OPTIONAL_KEYS, &server);
+    let calls = (0..3).map(|_| post(&app, &call));
+    for (status, body) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+        assert!(topics(&body).contains(&"data-unavailable".to_owned()));
+    }
+    // Three calls of five keys each would hold 9 MiB or more without the shared budget.
+    assert!(budget.peak() <= 4 * MIB, "peak {} bytes over a budget of 4 MiB", budget.peak());
+    assert!(budget.peak() >= MIB, "the calls did read: {}", budget.peak());
+    assert_eq!(budget.in_use(), 0);
+}
+
+/// The production fetch policy and client, as `Application::build` makes them.
+fn production_fhir_client(allowed_origins: &[String]) -> popliteal::fhir::fetch::FhirClient {
+    let mut variables = config::Map::new();
+    variables
+        .insert("POPLITEAL__AUDIT__PATIENT_HASH_KEY".to_owned(), "a-test-key-of-at-least-32-characters!!".to_owned());
+    if !allowed_origins.is_empty() {
+        variables.insert("POPLITEAL__FHIR__ALLOWED_ORIGINS".to_owned(), allowed_origins.join(","));
+    }
+    let settings = popliteal::configuration::Settings::load_with_variables(
+        "production",
+        &popliteal::configuration::configuration_directory().expect("the config folder"),
+        Some(variables),
+    )
+    .expect("production settings");
+    let policy = popliteal::fhir::fetch::FetchPolicy::from_settings(&settings.fhir, settings.environment);
+    popliteal::fhir::fetch::FhirClient::new(policy).expect("a client")
+}
+
+/// A TCP listener that counts the connections made to it.
+async fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (port, accepted)
+}
+
+async fn provenance_fetching_from(fhir_server: &str, client: &popliteal::fhir::fetch::FhirClient) -> Vec<String> {
+    let mut request = vignette_request("dvt-likely-with-cancer-on-record");
+    request["prefetch"].as_object_mut().expect("prefetch").remove("conditions");
+    request["fhirServer"] = json!(fhir_server);
+    request["fhirAuthorization"] = json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "cds"});
+    let request = popliteal::protocol::request::HookRequest::parse(&serde_json::to_vec(&request).expect("JSON"))
+        .expect("a valid request");
+    let catalogue = popliteal::catalogue::Catalogue::embedded().expect("the catalogue");
+    let service = catalogue.find("posterior-knee-pain").expect("the service");
+    let metrics = popliteal::telemetry::Metrics::default();
+    let record = popliteal::fhir::assembly::assemble(&request, catalogue.templates(service), client, &metrics).await;
+    record.provenance.iter().map(|(key, provenance)| format!("{}={}", key.prefetch_key(), provenance.code())).collect()
+}
+
+#[tokio::test]
+async fn production_never_connects_to_a_fhir_server_at_a_private_address_unless_its_origin_is_listed() {
+    let (port, accepted) = counting_listener().await;
+    let client = production_fhir_client(&[]);
+    for server in [
+        format!("https://127.0.0.1:{port}/fhir"),
+        format!("https://localhost:{port}/fhir"),
+        "https://169.254.169.254/fhir".to_owned(),
+        format!("https://[::ffff:127.0.0.1]:{port}/fhir"),
+    ] {
+        let provenance = provenance_fetching_from(&server, &client).await;
+        assert!(provenance.contains(&"conditions=failed:address-not-public".to_owned()), "{server}: {provenance:?}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "no connection was made");
+
+    // Listed by the operator: connected to (the TLS handshake then fails on this plain listener).
+    let listed = production_fhir_client(&[format!("https://127.0.0.1:{port}")]);
+    let provenance = provenance_fetching_from(&format!("https://127.0.0.1:{port}/fhir"), &listed).await;
+    assert!(provenance.contains(&"conditions=failed:network".to_owned()), "{provenance:?}");
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) > 0);
 }

@@ -15,6 +15,7 @@ mod feedback;
 mod fhir_fetch;
 mod health;
 mod hostile;
+mod network_limits;
 mod openapi;
 mod patient_view;
 mod questionnaire;
