@@ -252,9 +252,11 @@ pub struct AuditSettings {
     pub retention_days: u32,
     /// How often the purge runs.
     pub purge_interval_seconds: u64,
-    /// Audit records waiting to be written; when the queue is full a record is dropped (and
-    /// counted), never the hook call.
-    pub queue_capacity: usize,
+    /// The folder of the audit spool (an append-only local log the database is written from;
+    /// see `audit`). One per process: a replica needs its own, on a disk that survives a
+    /// restart. Unset: refused, except in the test environment (a temporary folder).
+    #[serde(default, deserialize_with = "optional_path")]
+    pub spool_dir: Option<PathBuf>,
     /// How long one audit write may take before it counts as failed.
     pub write_timeout_ms: u64,
 }
@@ -351,9 +353,15 @@ impl Settings {
                 "audit.patient_hash_key must be at least {MIN_PATIENT_HASH_KEY_CHARS} characters"
             )));
         }
-        if self.audit.retention_days == 0 || self.audit.purge_interval_seconds == 0 || self.audit.queue_capacity == 0 {
+        if self.audit.retention_days == 0 || self.audit.purge_interval_seconds == 0 {
             return Err(ConfigurationError::Rule(
-                "audit.retention_days, audit.purge_interval_seconds and audit.queue_capacity must be positive".into(),
+                "audit.retention_days and audit.purge_interval_seconds must be positive".into(),
+            ));
+        }
+        if self.audit.spool_dir.is_none() && self.environment != Environment::Test {
+            return Err(ConfigurationError::Rule(
+                "audit.spool_dir must be set (a folder of this process's own, on a disk that survives a restart)"
+                    .into(),
             ));
         }
         if self.database.max_connections == 0 || self.database.timeout_ms == 0 {

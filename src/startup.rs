@@ -66,6 +66,8 @@ pub enum StartupError {
     Settings(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
     #[error(transparent)]
@@ -187,7 +189,7 @@ impl Application {
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
         let port = listener.local_addr()?.port();
         let store = Store::connect(&settings.database)?;
-        let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit);
+        let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit)?;
         let state = web::Data::new(AppState::build(settings, store.clone(), auditor.clone())?);
         let fetch_budget = std::sync::Arc::clone(&state.fhir.budget);
         let cors_settings = settings.cors.clone();

@@ -704,7 +704,9 @@ fn build_state(settings: &Settings) -> Result<popliteal::startup::AppState, popl
     let mut settings = settings.clone();
     settings.database.url = "sqlite::memory:".to_owned().into();
     let store = popliteal::store::Store::connect(&settings.database).expect("an in-memory store");
-    let (auditor, _writer) = popliteal::audit::Auditor::start(store.clone(), &settings.audit);
+    settings.audit.spool_dir = None;
+    let (auditor, _writer) =
+        popliteal::audit::Auditor::start(store.clone(), &settings.audit).expect("the audit spool starts");
     popliteal::startup::AppState::build(&settings, store, auditor)
 }
 
