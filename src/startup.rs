@@ -23,7 +23,7 @@ use crate::fhir::budget::ByteBudget;
 use crate::fhir::fetch::FhirClient;
 use crate::limits::{RateLimiter, SERDE_JSON_MAX_DEPTH};
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 use crate::telemetry::{CdsRootSpan, Metrics};
 use crate::{retention, routes};
 
@@ -146,7 +146,12 @@ impl AppState {
             },
             max_header_bytes: settings.server.max_header_bytes,
             fhir: FhirClient::new(settings.fetch_policy()).map_err(|e| StartupError::HttpClient(e.to_string()))?,
-            authenticator: Authenticator::from_settings(settings)?,
+            // Replicas on one PostgreSQL database refuse each other's replayed tokens; SQLite is
+            // one process, and its cache is enough.
+            authenticator: Authenticator::from_settings(settings)?.map(|authenticator| match store.backend() {
+                Backend::Postgres => authenticator.with_shared_replays(store.clone()),
+                Backend::Sqlite => authenticator,
+            }),
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,
             auditor,

@@ -15,6 +15,7 @@
 
 mod audit;
 mod feedback;
+mod jti;
 mod retention;
 mod summary;
 
@@ -138,10 +139,14 @@ impl From<sqlx::Error> for StoreError {
 
 /// The embedded migrations: (version, description, SQL) per backend. A test checks that this list
 /// matches the files in `migrations/`.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "feedback and audit", include_str!("../../migrations/sqlite/0001_feedback_and_audit.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "feedback and audit", include_str!("../../migrations/postgres/0001_feedback_and_audit.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "feedback and audit", include_str!("../../migrations/sqlite/0001_feedback_and_audit.sql")),
+    (2, "auth jti", include_str!("../../migrations/sqlite/0002_auth_jti.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "feedback and audit", include_str!("../../migrations/postgres/0001_feedback_and_audit.sql")),
+    (2, "auth jti", include_str!("../../migrations/postgres/0002_auth_jti.sql")),
+];
 
 fn migrator(backend: Backend) -> Migrator {
     let list = match backend {
