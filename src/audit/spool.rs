@@ -31,6 +31,8 @@ const SEGMENT_BYTES: u64 = 8 << 20;
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// Length and CRC.
 const HEADER_BYTES: usize = 8;
+/// What the drainer reads at a time.
+const READ_BYTES: u64 = 1 << 20;
 /// A record larger than this is not one of ours (a corrupt length).
 const MAX_RECORD_BYTES: usize = 16 << 20;
 
@@ -291,11 +293,20 @@ impl Drainer {
                 cursor = self.next_segment_after(cursor.segment, end)?;
                 continue;
             }
-            file.seek(SeekFrom::Start(cursor.offset))?;
-            let want = (limit - cursor.offset).min(SEGMENT_BYTES * 2);
-            let mut bytes = Vec::with_capacity(want as usize);
-            file.take(want).read_to_end(&mut bytes)?;
-            let (records, used) = decode(&bytes, max_records);
+            // A read of READ_BYTES holds about a thousand records; a record larger than that
+            // (none of ours is) gets one read of its own size.
+            let remaining = limit - cursor.offset;
+            let mut decoded = (Vec::new(), 0);
+            for want in [remaining.min(READ_BYTES), remaining.min((MAX_RECORD_BYTES + HEADER_BYTES) as u64)] {
+                file.seek(SeekFrom::Start(cursor.offset))?;
+                let mut bytes = Vec::with_capacity(want as usize);
+                (&mut file).take(want).read_to_end(&mut bytes)?;
+                decoded = decode(&bytes, max_records);
+                if !decoded.0.is_empty() || want == remaining {
+                    break;
+                }
+            }
+            let (records, used) = decoded;
             if records.is_empty() {
                 // Cut short or corrupt (a crash while writing): the rest of this segment is lost
                 // to no one (it was never acknowledged as written); go on with the next.
