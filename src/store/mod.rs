@@ -223,7 +223,12 @@ impl Store {
             // One connection, kept for the life of the pool: it is the database.
             options = options.max_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = options.connect_lazy(url).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
+        if backend == Backend::Postgres {
+            tracing::info!(sslmode = settings.effective_sslmode().as_str(), "database: PostgreSQL");
+        }
+        let url = settings.connect_url().map_err(StoreError::InvalidUrl)?;
+        let pool =
+            options.connect_lazy(url.expose_secret()).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
         let migrated = Arc::new(OnceCell::new());
         if memory {
             let _ = migrated.set(());
