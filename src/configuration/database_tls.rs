@@ -236,6 +236,30 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_come_from_variables_and_production_names_allow_insecure_when_refusing() {
+        let load = |pairs: &[(&str, &str)]| {
+            let variables = [
+                ("POPLITEAL__AUDIT__PATIENT_HASH_KEY", "a-test-key-of-at-least-32-characters!!"),
+                ("POPLITEAL__DATABASE__URL", "postgres://popliteal:s3cret-pass@db.example.org:5432/popliteal"),
+            ]
+            .iter()
+            .chain(pairs)
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+            let directory = crate::configuration::configuration_directory();
+            crate::configuration::Settings::load_with_variables("production", &directory, Some(variables))
+        };
+        let settings = load(&[("POPLITEAL__DATABASE__SSLMODE", "")]).expect("an empty mode is unset");
+        assert_eq!((settings.database.sslmode, settings.database.effective_sslmode()), (None, SslMode::VerifyFull));
+        let message = load(&[("POPLITEAL__DATABASE__SSLMODE", "disable")]).expect_err("refused").to_string();
+        assert!(message.contains("database.allow_insecure") && !message.contains(PASSWORD), "{message}");
+        let allowed =
+            load(&[("POPLITEAL__DATABASE__SSLMODE", "disable"), ("POPLITEAL__DATABASE__ALLOW_INSECURE", "true")]);
+        assert_eq!(allowed.expect("allowed").database.effective_sslmode(), SslMode::Disable);
+        assert!(load(&[("POPLITEAL__DATABASE__SSLMODE", "prefer")]).is_err(), "prefer is not offered");
+    }
+
+    #[test]
     fn the_mode_is_verify_full_for_a_server_elsewhere_and_disable_on_this_machine_unless_set() {
         assert_eq!(remote().effective_sslmode(), SslMode::VerifyFull);
         for local in [

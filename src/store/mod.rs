@@ -286,6 +286,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a connection of this pool to the database is encrypted (TLS): PostgreSQL's
+    /// `pg_stat_ssl` for the connection that asks; SQLite, a file, is never.
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        let encrypted: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(encrypted == 1)
+    }
+
     /// Closes the pool: waits for connections in use to come back.
     pub async fn close(&self) {
         self.pool.close().await;
