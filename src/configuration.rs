@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+mod database_tls;
+pub use database_tls::SslMode;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -239,6 +242,17 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection or a lock before the answer is 503.
     pub timeout_ms: u64,
+    /// PostgreSQL only: `disable`, `require`, `verify-ca` or `verify-full`. Unset: `verify-full`
+    /// for a server elsewhere, `disable` for one on this machine (see `database_tls`).
+    #[serde(default, deserialize_with = "database_tls::optional_sslmode")]
+    pub sslmode: Option<SslMode>,
+    /// PostgreSQL only: a PEM file of the CA(s) that sign the server's certificate, trusted with
+    /// the public roots. Needed by `verify-ca`; `verify-full` without it trusts the public roots.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub ssl_root_cert: Option<PathBuf>,
+    /// Production only: accept `sslmode = "disable"` to a PostgreSQL server elsewhere.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 /// The audit trail of hook calls, and how long it and the feedback are kept.
@@ -369,6 +383,7 @@ impl Settings {
                 "database.max_connections and database.timeout_ms must be positive".into(),
             ));
         }
+        self.database.check_tls(self.environment)?;
         if self.telemetry.metrics_interval_ms == 0 || self.telemetry.service_name.trim().is_empty() {
             return Err(ConfigurationError::Rule(
                 "telemetry.metrics_interval_ms must be positive and telemetry.service_name not empty".into(),

@@ -228,7 +228,12 @@ impl Store {
             // One connection, kept for the life of the pool: it is the database.
             options = options.max_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = options.connect_lazy(url).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
+        if backend == Backend::Postgres {
+            tracing::info!(sslmode = settings.effective_sslmode().as_str(), "database: PostgreSQL");
+        }
+        let url = settings.connect_url().map_err(StoreError::InvalidUrl)?;
+        let pool =
+            options.connect_lazy(url.expose_secret()).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
         let migrated = Arc::new(OnceCell::new());
         if memory {
             let _ = migrated.set(());
@@ -284,6 +289,19 @@ impl Store {
         self.migrate().await?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Whether a connection of this pool to the database is encrypted (TLS): PostgreSQL's
+    /// `pg_stat_ssl` for the connection that asks; SQLite, a file, is never.
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        let encrypted: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(encrypted == 1)
     }
 
     /// Closes the pool: waits for connections in use to come back.

@@ -633,6 +633,9 @@ impl TestDatabase {
             url: secrecy::SecretString::from(self.url.clone()),
             max_connections: 4,
             timeout_ms: 2000,
+            sslmode: None,
+            ssl_root_cert: None,
+            allow_insecure: false,
         }
     }
 
