@@ -15,16 +15,20 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin popliteal
+ && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin popliteal \
+ && mkdir -p /var/lib/popliteal/spool && chown -R popliteal:popliteal /var/lib/popliteal
 WORKDIR /app
 COPY --from=builder /usr/local/bin/popliteal /usr/local/bin/popliteal
 COPY config /app/config
 USER popliteal:popliteal
 ENV APP_ENVIRONMENT=production APP_CONFIG_DIR=/app/config
+# The audit spool (records wait here for the database): mount a volume that outlives the container.
+ENV POPLITEAL__AUDIT__SPOOL_DIR=/var/lib/popliteal/spool
+VOLUME /var/lib/popliteal
 EXPOSE 8080
 # Liveness here; compose (and an orchestrator) should gate traffic on /ready.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD curl -fsS http://127.0.0.1:8080/health || exit 1
-# SIGTERM: in-flight requests finish, the audit queue is written, telemetry is flushed.
+# SIGTERM: in-flight requests finish, the audit spool is synced and drained (5 s), telemetry is flushed.
 STOPSIGNAL SIGTERM
 CMD ["popliteal"]

@@ -20,6 +20,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::limits::SERDE_JSON_MAX_DEPTH;
 
+mod database_tls;
+pub use database_tls::SslMode;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -467,6 +470,17 @@ pub struct DatabaseSettings {
     pub max_connections: NonZeroU32,
     /// How long a request waits for a connection or a lock before the answer is 503.
     pub timeout_ms: NonZeroU64,
+    /// PostgreSQL only: `disable`, `require`, `verify-ca` or `verify-full`. Unset: `verify-full`
+    /// for a server elsewhere, `disable` for one on this machine (see `database_tls`).
+    #[serde(default, deserialize_with = "database_tls::optional_sslmode")]
+    pub sslmode: Option<SslMode>,
+    /// PostgreSQL only: a PEM file of the CA(s) that sign the server's certificate, trusted with
+    /// the public roots. Needed by `verify-ca`; `verify-full` without it trusts the public roots.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub ssl_root_cert: Option<PathBuf>,
+    /// Production only: accept `sslmode = "disable"` to a PostgreSQL server elsewhere.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 /// The audit trail of hook calls, and how long it and the feedback are kept.
@@ -480,9 +494,11 @@ pub struct AuditSettings {
     pub retention_days: NonZeroU32,
     /// How often the purge runs.
     pub purge_interval_seconds: NonZeroU64,
-    /// Audit records waiting to be written; when the queue is full a record is dropped (and
-    /// counted), never the hook call.
-    pub queue_capacity: NonZeroUsize,
+    /// The folder of the audit spool (an append-only local log the database is written from;
+    /// see `audit`). One per process: a replica needs its own, on a disk that survives a
+    /// restart. Unset: refused, except in the test environment (a temporary folder).
+    #[serde(default, deserialize_with = "optional_path")]
+    pub spool_dir: Option<PathBuf>,
     /// How long one audit write may take before it counts as failed.
     pub write_timeout_ms: NonZeroU64,
 }
@@ -647,6 +663,11 @@ impl Settings {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return rule("database.url must start with sqlite: or postgres:// (the value is a secret: not shown)");
         }
+        if self.audit.spool_dir.is_none() && self.environment != Environment::Test {
+            return rule(
+                "audit.spool_dir must be set (a folder of this process's own, on a disk that survives a restart)",
+            );
+        }
         if self.telemetry.service_name.trim().is_empty() {
             return rule("telemetry.service_name must not be empty");
         }
@@ -655,6 +676,7 @@ impl Settings {
                 "auth.mode = \"off\" is refused in production: EHR calls must be authenticated (set auth.mode = \"jwt\")",
             );
         }
+        self.database.check_tls(self.environment)?;
         let fhir = &self.fhir;
         if fhir.max_bytes_per_call < fhir.max_response_bytes || fhir.max_bytes_in_flight < fhir.max_bytes_per_call {
             return rule(
@@ -877,7 +899,6 @@ mod tests {
             "POPLITEAL__DATABASE__TIMEOUT_MS",
             "POPLITEAL__AUDIT__RETENTION_DAYS",
             "POPLITEAL__AUDIT__PURGE_INTERVAL_SECONDS",
-            "POPLITEAL__AUDIT__QUEUE_CAPACITY",
             "POPLITEAL__AUDIT__WRITE_TIMEOUT_MS",
             "POPLITEAL__TELEMETRY__METRICS_INTERVAL_MS",
             "POPLITEAL__QUESTIONNAIRE__STALE_AFTER_DAYS",

@@ -1,6 +1,6 @@
 //! The scheduled purge: every `audit.purge_interval_seconds` (and once at start), delete audit
-//! records and feedback older than `audit.retention_days`. A failed purge is logged and tried again
-//! at the next tick.
+//! records and feedback older than `audit.retention_days`, and (PostgreSQL) the ids of expired
+//! tokens. A failed purge is logged and tried again at the next tick.
 
 use std::time::Duration;
 
@@ -28,6 +28,12 @@ pub fn spawn(store: Store, settings: &AuditSettings) -> JoinHandle<()> {
                 ),
                 Err(error) => {
                     tracing::warn!(error.detail = %error, "retention purge failed; next try at the next tick")
+                }
+            }
+            if store.backend() == crate::store::Backend::Postgres {
+                match store.purge_expired_jtis(OffsetDateTime::now_utc().unix_timestamp()).await {
+                    Ok(purged) => tracing::debug!(purged, "expired token ids purged"),
+                    Err(error) => tracing::warn!(error.detail = %error, "purging expired token ids failed"),
                 }
             }
         }

@@ -23,7 +23,7 @@ use crate::fhir::budget::ByteBudget;
 use crate::fhir::fetch::{FetchPolicy, FhirClient};
 use crate::limits::RateLimiter;
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 use crate::telemetry::{CdsRootSpan, Metrics};
 use crate::{retention, routes};
 
@@ -64,6 +64,8 @@ pub enum StartupError {
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
     #[error(transparent)]
@@ -117,7 +119,12 @@ impl AppState {
             max_header_bytes: settings.server.max_header_bytes.get(),
             fhir: FhirClient::new(FetchPolicy::from_settings(&settings.fhir, settings.environment))
                 .map_err(|e| StartupError::HttpClient(e.to_string()))?,
-            authenticator: Authenticator::from_settings(settings)?,
+            // Replicas on one PostgreSQL database refuse each other's replayed tokens; SQLite is
+            // one process, and its cache is enough.
+            authenticator: Authenticator::from_settings(settings)?.map(|authenticator| match store.backend() {
+                Backend::Postgres => authenticator.with_shared_replays(store.clone()),
+                Backend::Sqlite => authenticator,
+            }),
             rate_limiter: RateLimiter::new(settings.limits.requests_per_second, settings.limits.burst),
             store,
             auditor,
@@ -160,7 +167,7 @@ impl Application {
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address, source })?;
         let port = listener.local_addr()?.port();
         let store = Store::connect(&settings.database)?;
-        let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit);
+        let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit)?;
         let state = web::Data::new(AppState::build(settings, store.clone(), auditor.clone())?);
         let fetch_budget = std::sync::Arc::clone(&state.fhir.budget);
         let cors_settings = settings.cors.clone();

@@ -303,8 +303,8 @@ impl Metrics {
             audit_records: meter
                 .u64_counter("popliteal.audit.records")
                 .with_description(
-                    "Audit records of hook calls, by result: written, failed (not stored after the retries) or \
-                     dropped (not queued: the queue was full)",
+                    "Audit records of hook calls, by result: written (to the database), lost (the spool could not \
+                     be written: a full or failing disk) or rejected (refused by the database, set aside)",
                 )
                 .with_unit("{record}")
                 .build(),
@@ -350,7 +350,30 @@ impl Metrics {
             .record(elapsed.as_secs_f64(), &[KeyValue::new("fhir.key", key), KeyValue::new("fhir.result", result)]);
     }
 
-    /// Audit records that reached `result`: `written`, `failed` or `dropped`.
+    /// The audit spool's backlog, observed at each export: `popliteal.audit.backlog` (records)
+    /// and `popliteal.audit.backlog.bytes`.
+    pub fn audit_backlog(&self, counts: std::sync::Arc<crate::audit::spool::SpoolCounts>) {
+        let meter = global::meter(SCOPE);
+        let records = std::sync::Arc::clone(&counts);
+        let _ = meter
+            .u64_observable_gauge("popliteal.audit.backlog")
+            .with_description("Audit records in the spool, not yet in the database")
+            .with_unit("{record}")
+            .with_callback(move |observer| {
+                observer.observe(records.backlog_records.load(std::sync::atomic::Ordering::Relaxed), &[]);
+            })
+            .build();
+        let _ = meter
+            .u64_observable_gauge("popliteal.audit.backlog.bytes")
+            .with_description("Bytes of the audit spool not yet in the database")
+            .with_unit("By")
+            .with_callback(move |observer| {
+                observer.observe(counts.backlog_bytes.load(std::sync::atomic::Ordering::Relaxed), &[]);
+            })
+            .build();
+    }
+
+    /// Audit records that reached `result`: `written`, `lost` or `rejected`.
     pub fn audit_records(&self, result: &'static str, count: u64) {
         self.audit_records.add(count, &[KeyValue::new("audit.result", result)]);
     }

@@ -11,7 +11,8 @@
 //! - the signature; `exp` (not past, with `clock_skew_seconds`), `nbf` when present, `iss` again,
 //!   `aud` equal to `server.public_url` + the request path;
 //! - `iat` present, not in the future beyond the skew, and `exp - iat` at most one hour;
-//! - `jti` present and not used before by this issuer in a token that has not expired.
+//! - `jti` present and not used before by this issuer in a token that has not expired (with
+//!   PostgreSQL: by any replica on the same database, through the `auth_jti` table).
 //!
 //! Other claims (`sub`, `tenant`, ...) are tolerated. A failure answers one fixed 401; the log
 //! says which check failed with the token's `iss`, `kid` and `jti` only, never the token.
@@ -150,11 +151,16 @@ pub enum AuthConfigError {
     Client(String),
 }
 
+/// How long the shared `jti` check may take before this replica's cache alone decides.
+const SHARED_REPLAY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Verifies tokens against the trusted issuers.
 pub struct Authenticator {
     issuers: HashMap<String, TrustedIssuer>,
     keys: KeyCache,
     replay: ReplayCache,
+    /// With PostgreSQL: the `jti`s all replicas share (`None`: this process's cache only).
+    shared_replay: Option<crate::store::Store>,
     public_url: String,
     skew: i64,
 }
@@ -259,9 +265,17 @@ impl Authenticator {
             issuers,
             keys,
             replay: ReplayCache::new(auth.replay_cache_capacity.get()),
+            shared_replay: None,
             public_url: settings.server.public_url.as_str().trim_end_matches('/').to_owned(),
             skew: auth.clock_skew_seconds.seconds() as i64,
         })
+    }
+
+    /// Shares the `jti`s of accepted tokens with every replica on the same PostgreSQL database
+    /// (`auth_jti`), besides this process's cache.
+    pub fn with_shared_replays(mut self, store: crate::store::Store) -> Authenticator {
+        self.shared_replay = Some(store);
+        self
     }
 
     /// Verifies the `Authorization` header of a request to `path`. `None` is a refusal, logged
@@ -397,6 +411,22 @@ impl Authenticator {
                 ReplayError::Full => Reason::ReplayCacheFull,
             })
         })?;
+        if let Some(store) = &self.shared_replay {
+            let shared =
+                tokio::time::timeout(SHARED_REPLAY_TIMEOUT, store.remember_jti(&iss, &jti, exp + self.skew, now));
+            match shared.await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Err(seen.because(Reason::Replayed)),
+                // The shared table is out of reach: this process's cache still refuses what it
+                // has seen; another replica's token may pass until the database is back.
+                Ok(Err(error)) => {
+                    tracing::warn!(error.detail = %error, "the shared jti table is unavailable: replays checked by this replica only")
+                }
+                Err(_) => {
+                    tracing::warn!("the shared jti table did not answer in time: replays checked by this replica only")
+                }
+            }
+        }
         Ok(AuthenticatedClient { iss })
     }
 }

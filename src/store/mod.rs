@@ -16,6 +16,7 @@
 
 mod audit;
 mod feedback;
+mod jti;
 mod retention;
 mod summary;
 
@@ -140,10 +141,14 @@ impl From<sqlx::Error> for StoreError {
 
 /// The embedded migrations: (version, description, SQL) per backend. A test checks that this list
 /// matches the files in `migrations/`.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "feedback and audit", include_str!("../../migrations/sqlite/0001_feedback_and_audit.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "feedback and audit", include_str!("../../migrations/postgres/0001_feedback_and_audit.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "feedback and audit", include_str!("../../migrations/sqlite/0001_feedback_and_audit.sql")),
+    (2, "auth jti", include_str!("../../migrations/sqlite/0002_auth_jti.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "feedback and audit", include_str!("../../migrations/postgres/0001_feedback_and_audit.sql")),
+    (2, "auth jti", include_str!("../../migrations/postgres/0002_auth_jti.sql")),
+];
 
 fn migrator(backend: Backend) -> Migrator {
     let list = match backend {
@@ -275,7 +280,15 @@ impl Store {
             // One connection, kept for the life of the pool: it is the database.
             options = options.max_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = options.connect_lazy(&url).map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
+        let pool = match backend {
+            Backend::Sqlite => options.connect_lazy(&url),
+            Backend::Postgres => {
+                tracing::info!(sslmode = settings.effective_sslmode().as_str(), "database: PostgreSQL");
+                let url = settings.connect_url().map_err(StoreError::InvalidUrl)?;
+                options.connect_lazy(url.expose_secret())
+            }
+        }
+        .map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
         let migrated = Arc::new(OnceCell::new());
         if memory {
             let _ = migrated.set(());
@@ -331,6 +344,19 @@ impl Store {
         self.migrate().await?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Whether a connection of this pool to the database is encrypted (TLS): PostgreSQL's
+    /// `pg_stat_ssl` for the connection that asks; SQLite, a file, is never.
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        let encrypted: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(encrypted == 1)
     }
 
     /// Closes the pool: waits for connections in use to come back.

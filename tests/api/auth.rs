@@ -461,6 +461,32 @@ async fn a_replayed_jti_is_refused() {
     assert_refused(app.get_with_token(DISCOVERY, &signer.sign(&again)).await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_postgresql_database_refuse_a_token_another_replica_accepted() {
+    if crate::support::postgres_skipped() {
+        return;
+    }
+    let database = crate::support::TestDatabase::new(crate::support::Backend::Postgres).await;
+    let signer = es384("ehr-key-1");
+    let keys = spawn_key_server(vec![signer.jwk()]).await;
+    let replica = || {
+        let url = database.url.clone();
+        spawn_app_trusting(vec![trusted(ISS, Some(keys.url()), vec![])], move |settings| {
+            settings.database.url = url.into();
+        })
+    };
+    let (first, second) = (replica().await, replica().await);
+    let token = signer.sign(&claims(DISCOVERY));
+    assert_eq!(first.get_with_token(DISCOVERY, &token).await.status().as_u16(), 200);
+    assert_refused(second.get_with_token(DISCOVERY, &token).await).await;
+    assert_refused(first.get_with_token(DISCOVERY, &token).await).await;
+    // A fresh token is accepted by either.
+    assert_eq!(second.get_with_token(DISCOVERY, &signer.sign(&claims(DISCOVERY))).await.status().as_u16(), 200);
+    // The table holds each accepted token once, until it expires.
+    let rows = database.store().purge_expired_jtis(i64::MAX).await.expect("purged");
+    assert_eq!(rows, 2);
+}
+
 #[tokio::test]
 async fn a_token_signed_by_another_key_with_a_known_kid_is_refused() {
     let (app, _keys, signer) = setup().await;
@@ -713,7 +739,9 @@ fn build_state(settings: &Settings) -> Result<popliteal::startup::AppState, popl
     let mut settings = settings.clone();
     settings.database.url = "sqlite::memory:".to_owned().into();
     let store = popliteal::store::Store::connect(&settings.database).expect("an in-memory store");
-    let (auditor, _writer) = popliteal::audit::Auditor::start(store.clone(), &settings.audit);
+    settings.audit.spool_dir = None;
+    let (auditor, _writer) =
+        popliteal::audit::Auditor::start(store.clone(), &settings.audit).expect("the audit spool starts");
     popliteal::startup::AppState::build(&settings, store, auditor)
 }
 

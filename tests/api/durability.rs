@@ -50,7 +50,16 @@ struct Service {
 
 impl Service {
     fn start(database_url: &str) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_popliteal"))
+        Service::start_spooling(database_url, None)
+    }
+
+    /// As `start`, with the audit spool in `spool` (else a temporary folder of its own).
+    fn start_spooling(database_url: &str, spool: Option<&std::path::Path>) -> Service {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_popliteal"));
+        if let Some(spool) = spool {
+            command.env("POPLITEAL__AUDIT__SPOOL_DIR", spool);
+        }
+        let mut child = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("APP_ENVIRONMENT", "test")
             .env("POPLITEAL__DATABASE__URL", database_url)
@@ -355,6 +364,92 @@ async fn two_services_starting_at_once_on_a_new_database_both_set_it_up(backend:
 on_both_backends!(
     two_services_starting_at_once_on_a_new_database_both_set_it_up,
     every_acknowledged_item_survives_a_kill_9_in_the_middle_of_a_burst,
+    every_answered_hook_call_is_audited_after_a_database_outage_a_kill_9_and_a_restart,
     feedback_is_a_503_while_the_database_is_missing_at_start_and_is_stored_once_it_exists,
     feedback_is_a_503_while_the_database_goes_away_mid_run_and_nothing_acknowledged_is_lost,
 );
+
+/// Hook calls with unique hookInstances from `workers` tasks until one fails (the process died)
+/// or `limit` passes: each answered call's hookInstance and when its 200 arrived.
+async fn hook_burst(app: &TestApp, workers: usize, stop: Arc<AtomicBool>) -> Vec<(String, Instant)> {
+    let request = crate::support::vignette_request("baker-cyst-with-mechanical-symptoms");
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (app, answered, stop, request) = (app.clone_app(), answered.clone(), stop.clone(), request.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let hook_instance = uuid::Uuid::new_v4().to_string();
+                    let mut request = request.clone();
+                    request["hookInstance"] = json!(hook_instance);
+                    let sent = app
+                        .client
+                        .post(format!("{}/cds-services/posterior-knee-pain", app.address))
+                        .json(&request)
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status().as_u16() == 200 => {
+                            answered.lock().expect("answered").push((hook_instance, Instant::now()));
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+    answered.lock().expect("answered").clone()
+}
+
+async fn every_answered_hook_call_is_audited_after_a_database_outage_a_kill_9_and_a_restart(backend: Backend) {
+    // The database is away for the whole first run: every record can only be in the spool.
+    let database = TestDatabase::missing(backend).await;
+    let spool = tempfile::tempdir().expect("a spool folder");
+    let mut service = Service::start_spooling(&database.url, Some(spool.path()));
+    let app = service.app();
+    let stop = Arc::new(AtomicBool::new(false));
+    let burst = tokio::spawn({
+        let (app, stop) = (app.clone_app(), stop.clone());
+        async move { hook_burst(&app, 8, stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    service.kill();
+    let killed_at = Instant::now();
+    stop.store(true, Ordering::SeqCst);
+    let answered = burst.await.expect("the burst ends");
+    assert!(answered.len() >= 50, "a burst worth the name: {} calls answered", answered.len());
+
+    database.bring_up().await;
+    let restarted = Service::start_spooling(&database.url, Some(spool.path()));
+    let backlog = eventually(Duration::from_secs(30), || async {
+        let ready: serde_json::Value = restarted.app().get("/ready").await.json().await.ok()?;
+        (ready["audit"]["backlog"]["records"] == 0).then_some(ready["audit"].clone())
+    })
+    .await
+    .expect("the restarted service writes the spool to the database and is ready");
+    assert_eq!(backlog["lost"], 0, "{backlog}");
+
+    let store = database.store();
+    let (mut missing, mut missing_in_last_interval) = (Vec::new(), 0);
+    for (hook_instance, at) in &answered {
+        if store.invocations(hook_instance).await.expect("readable").is_empty() {
+            if killed_at.duration_since(*at) < popliteal::audit::spool::SYNC_INTERVAL {
+                missing_in_last_interval += 1;
+            } else {
+                missing.push(hook_instance.clone());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{} answered calls have no audit record: {missing:?}", missing.len());
+    eprintln!(
+        "{backend:?}: {} hook calls answered with the database away, SIGKILL, restart: {} audited from the spool, \
+         {missing_in_last_interval} missing from the last {:?} before the kill",
+        answered.len(),
+        answered.len() - missing_in_last_interval,
+        popliteal::audit::spool::SYNC_INTERVAL
+    );
+}

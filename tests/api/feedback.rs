@@ -111,10 +111,7 @@ async fn feedback_about_an_unknown_card_is_accepted_and_marked(backend: Backend)
 
 async fn a_card_audited_after_its_feedback_arrived_is_then_known(backend: Backend) {
     let database = TestDatabase::new(backend).await;
-    let app = spawn_app_on(&database, |settings| {
-        settings.audit.queue_capacity = std::num::NonZeroUsize::new(8).expect("positive")
-    })
-    .await;
+    let app = spawn_app_on(&database, |_| {}).await;
     let request = vignette_request("dvt-likely-with-cancer-on-record");
     let body: serde_json::Value = app.post_json(SERVICE, &request).await.json().await.expect("JSON");
     let card = body["cards"][0]["uuid"].as_str().expect("uuid");

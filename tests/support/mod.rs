@@ -636,6 +636,9 @@ impl TestDatabase {
             url: secrecy::SecretString::from(self.url.clone()),
             max_connections: std::num::NonZeroU32::new(4).expect("positive"),
             timeout_ms: std::num::NonZeroU64::new(2000).expect("positive"),
+            sslmode: None,
+            ssl_root_cert: None,
+            allow_insecure: false,
         }
     }
 
