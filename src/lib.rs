@@ -9,6 +9,7 @@ pub mod cards;
 pub mod catalogue;
 mod coded;
 pub mod configuration;
+pub mod cors;
 pub mod error;
 pub mod evaluate;
 pub mod fhir;

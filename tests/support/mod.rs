@@ -27,6 +27,15 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { address, client: reqwest::Client::new() }
 }
 
+/// The `[cors]` section as shipped for `environment` (`local`, `test`, `production`).
+pub fn shipped_cors(environment: &str) -> popliteal::configuration::CorsSettings {
+    let variables =
+        [("POPLITEAL__AUDIT__PATIENT_HASH_KEY".to_owned(), "a-test-key-of-at-least-32-characters!!".to_owned())];
+    Settings::load_with_variables(environment, &configuration_directory(), Some(variables.into_iter().collect()))
+        .expect("the shipped settings load")
+        .cors
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
