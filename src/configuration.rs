@@ -183,6 +183,10 @@ pub struct CorsSettings {
     /// A list in TOML, or comma-separated in `POPLITEAL__CORS__ALLOWED_ORIGINS`.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub allowed_origins: Vec<String>,
+    /// Also allow browsers on this machine: `http://localhost:<port>`, `http://127.0.0.1:<port>`,
+    /// `http://[::1]:<port>` (a locally run CDS Hooks Sandbox). True in local and test; refused
+    /// in production.
+    pub allow_loopback_origins: bool,
 }
 
 /// Limits that keep one client from taking the service down.
@@ -398,6 +402,7 @@ impl Settings {
                 "fhir.max_response_bytes must be positive, fhir.max_bytes_per_call at least fhir.max_response_bytes, and fhir.max_bytes_in_flight at least fhir.max_bytes_per_call".into(),
             ));
         }
+        crate::cors::check(&self.cors, self.environment).map_err(ConfigurationError::Rule)?;
         if let Some(endpoint) = self.telemetry.endpoint() {
             let usable = url::Url::parse(endpoint).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
             if !usable {
@@ -539,6 +544,20 @@ mod tests {
         let settings =
             load("production", &[("POPLITEAL__CORS__ALLOWED_ORIGINS", "https://a.example.org, https://b.example.org")]);
         assert_eq!(settings.cors.allowed_origins, ["https://a.example.org", "https://b.example.org"]);
+    }
+
+    #[test]
+    fn loopback_browser_origins_are_allowed_in_local_and_test_and_refused_in_production() {
+        assert!(load("local", &[]).cors.allow_loopback_origins);
+        assert!(load("test", &[]).cors.allow_loopback_origins);
+        assert!(!load("production", &[]).cors.allow_loopback_origins);
+        let variables = [("POPLITEAL__CORS__ALLOW_LOOPBACK_ORIGINS", "true"), TEST_HASH_KEY]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let error = Settings::load_with_variables("production", &configuration_directory(), Some(variables))
+            .expect_err("refused");
+        assert!(error.to_string().contains("cors.allow_loopback_origins"), "{error}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod auth;
 mod card_decisions;
+mod cors;
 mod database_tls;
 mod discovery;
 mod durability;
