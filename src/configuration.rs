@@ -353,6 +353,10 @@ pub struct CorsSettings {
     /// A list in TOML, or comma-separated in `POPLITEAL__CORS__ALLOWED_ORIGINS`.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub allowed_origins: Vec<CorsOrigin>,
+    /// Also allow browsers on this machine: `http://localhost:<port>`, `http://127.0.0.1:<port>`,
+    /// `http://[::1]:<port>` (a locally run CDS Hooks Sandbox). True in local and test; refused
+    /// in production.
+    pub allow_loopback_origins: bool,
 }
 
 /// One entry of `cors.allowed_origins`.
@@ -683,6 +687,7 @@ impl Settings {
                 "fhir.max_bytes_per_call must be at least fhir.max_response_bytes, and fhir.max_bytes_in_flight at least fhir.max_bytes_per_call",
             );
         }
+        crate::cors::check(&self.cors, self.environment).map_err(ConfigurationError::Rule)?;
         Ok(())
     }
 
@@ -936,6 +941,19 @@ mod tests {
         assert!(error.contains("server.public_url"), "{error}");
         let settings = load("production", &[("POPLITEAL__SERVER__PUBLIC_URL", "https://cds.example.org")]);
         assert!(settings.server.public_url.is_https());
+    }
+
+    #[test]
+    fn loopback_browser_origins_are_allowed_in_local_and_test_and_refused_in_production() {
+        assert!(load("local", &[]).cors.allow_loopback_origins);
+        assert!(load("test", &[]).cors.allow_loopback_origins);
+        assert!(!load("production", &[]).cors.allow_loopback_origins);
+        let variables = [("POPLITEAL__CORS__ALLOW_LOOPBACK_ORIGINS", "true"), TEST_HASH_KEY]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let error = Settings::load_with_variables("production", &shipped(), Some(variables)).expect_err("refused");
+        assert!(error.to_string().contains("cors.allow_loopback_origins"), "{error}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod catalogue;
 mod coded;
 pub mod configuration;
 pub mod connections;
+pub mod cors;
 pub mod error;
 pub mod evaluate;
 pub mod fhir;

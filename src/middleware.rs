@@ -1,6 +1,7 @@
 //! What every request passes through before a handler (applied in `startup.rs`, outermost
-//! first): the tracing span, [`request_metrics`], [`errors_as_operation_outcomes`], CORS (actix-cors: allowed
-//! origins, `Authorization` and `Content-Type`, preflights answered), then [`guard`].
+//! first): the tracing span, [`request_metrics`], [`errors_as_operation_outcomes`], CORS
+//! (`crate::cors`: allowed origins, `Authorization` and `Content-Type`, preflights answered), then
+//! [`guard`].
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
 use tracing_actix_web::RootSpan;
 
+use crate::cors::ORIGIN_NOT_ALLOWED;
 use crate::error::{ApiError, operation_outcome};
 use crate::startup::AppState;
 
@@ -134,18 +136,32 @@ fn is_fhir(headers: &header::HeaderMap) -> bool {
 }
 
 fn outcome_for(status: StatusCode) -> HttpResponse {
+    outcome_saying(status, status.canonical_reason().unwrap_or("error"))
+}
+
+fn outcome_saying(status: StatusCode, diagnostics: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/fhir+json")
-        .json(operation_outcome(issue_code(status), status.canonical_reason().unwrap_or("error")))
+        .json(operation_outcome(issue_code(status), diagnostics))
+}
+
+/// Whether the request comes from a browser origin the CORS settings do not allow (so a 400
+/// without an OperationOutcome is the CORS middleware's refusal).
+fn from_refused_origin(req: &ServiceRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return false;
+    };
+    req.app_data::<web::Data<AppState>>().is_some_and(|state| !state.origins.allows(origin.as_bytes()))
 }
 
 /// The error policy's safety net: an error answer that is not already an OperationOutcome (a
-/// refused CORS preflight, a framework error) becomes one, with the same status and the CORS
-/// and `Allow` headers kept.
+/// refused CORS preflight or call, a framework error) becomes one, with the same status and the
+/// CORS and `Allow` headers kept. A refused origin is said so, without echoing it.
 pub async fn errors_as_operation_outcomes<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let refused_origin = from_refused_origin(&req);
     let response = match next.call(req).await {
         Ok(response) => response,
         Err(error) => {
@@ -158,7 +174,11 @@ pub async fn errors_as_operation_outcomes<B: MessageBody + 'static>(
         return Ok(response.map_into_left_body());
     }
     let (request, original) = response.into_parts();
-    let mut replacement = outcome_for(status);
+    let mut replacement = if refused_origin && status == StatusCode::BAD_REQUEST {
+        outcome_saying(status, ORIGIN_NOT_ALLOWED)
+    } else {
+        outcome_for(status)
+    };
     for (name, value) in original.headers() {
         if name.as_str().starts_with("access-control-") || name == header::VARY || name == header::ALLOW {
             replacement.headers_mut().append(name.clone(), value.clone());

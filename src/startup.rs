@@ -3,9 +3,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::task::JoinHandle;
@@ -15,8 +13,9 @@ use crate::audit::{AuditWriter, Auditor};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::body::BodyLimits;
 use crate::catalogue::{Catalogue, CatalogueError};
-use crate::configuration::{CorsOrigin, CorsSettings, Settings};
+use crate::configuration::Settings;
 use crate::connections::ConnectionLimiter;
+use crate::cors::OriginPolicy;
 use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
 use crate::fhir::budget::ByteBudget;
@@ -50,6 +49,8 @@ pub struct AppState {
     pub auditor: Auditor,
     /// Request, card, feedback and FHIR fetch metrics (no-ops unless OpenTelemetry export is on).
     pub metrics: Metrics,
+    /// The browser origins allowed to call (CORS).
+    pub origins: OriginPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,25 +83,9 @@ fn questionnaire(settings: &Settings) -> Result<bytes::Bytes, StartupError> {
     serde_json::to_vec(&value).map(bytes::Bytes::from).map_err(StartupError::Questionnaire)
 }
 
-/// CORS for browser clients (the CDS Hooks Sandbox): `Authorization` and `Content-Type` allowed,
-/// preflights answered, other origins get no CORS headers.
-fn cors(settings: &CorsSettings) -> Cors {
-    let mut cors = Cors::default()
-        .allowed_methods(["GET", "POST", "OPTIONS"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
-        .max_age(3600);
-    for origin in &settings.allowed_origins {
-        cors = match origin {
-            CorsOrigin::Any => cors.allow_any_origin(),
-            CorsOrigin::Exactly(origin) => cors.allowed_origin(origin.as_str()),
-        };
-    }
-    cors
-}
-
 impl AppState {
     pub fn build(settings: &Settings, store: Store, auditor: Auditor) -> Result<AppState, StartupError> {
+        let origins = OriginPolicy::from_settings(&settings.cors);
         Ok(AppState {
             catalogue: Catalogue::embedded()?,
             knowledge: Knowledge::load(settings.terminology.site_codes_file.as_deref())?,
@@ -129,6 +114,7 @@ impl AppState {
             store,
             auditor,
             metrics: Metrics::default(),
+            origins,
         })
     }
 }
@@ -170,7 +156,7 @@ impl Application {
         let (auditor, audit_writer) = Auditor::start(store.clone(), &settings.audit)?;
         let state = web::Data::new(AppState::build(settings, store.clone(), auditor.clone())?);
         let fetch_budget = std::sync::Arc::clone(&state.fhir.budget);
-        let cors_settings = settings.cors.clone();
+        let origins = state.origins.clone();
         let starting = store.clone();
         tokio::spawn(async move {
             // Creates the SQLite file and the schema now rather than at the first write.
@@ -185,7 +171,7 @@ impl Application {
             // guard.
             App::new()
                 .wrap(from_fn(guard))
-                .wrap(cors(&cors_settings))
+                .wrap(origins.middleware())
                 .wrap(from_fn(errors_as_operation_outcomes))
                 .wrap(from_fn(request_metrics))
                 .wrap(TracingLogger::<CdsRootSpan>::new())

@@ -4,8 +4,10 @@
 //! What is checked, in order (the first failure ends it):
 //! - the header: `Bearer` and a compact JWS; header `alg` one of ES256, ES384, RS256, RS384,
 //!   PS256, PS384, PS512 (never `none` nor HMAC), `typ` JWT, a `kid`, no `crit`;
-//! - `iss` is a configured trusted issuer; the header's `jku`, when present, is on that issuer's
-//!   `jku_allowlist` (and the keys come from it), else the issuer's `jwks_url` or `jwks_file`;
+//! - `iss` is a configured trusted issuer; the header's `jku`, when on that issuer's
+//!   `jku_allowlist`, is where the keys come from; otherwise they come from the issuer's
+//!   `jwks_url` or `jwks_file` (a `jku` not on the allowlist is ignored, never fetched), and an
+//!   issuer with neither refuses a `jku` not on its allowlist;
 //! - the key `kid` exists in that key set (fetched again once when unknown, rate-limited) and
 //!   fits `alg` (key type, curve, the JWK's own `alg`);
 //! - the signature; `exp` (not past, with `clock_skew_seconds`), `nbf` when present, `iss` again,
@@ -163,6 +165,31 @@ pub struct Authenticator {
     shared_replay: Option<crate::store::Store>,
     public_url: String,
     skew: i64,
+}
+
+/// Where the keys that verify a token of `issuer` are. A `jku` on the issuer's allowlist is
+/// fetched; any other `jku` is never fetched: the issuer's own key set (`jwks_url` or
+/// `jwks_file`) verifies the token when it has one (many EHRs, the CDS Hooks Sandbox among them,
+/// put a `jku` in every header), else the token is refused.
+fn key_location(issuer: &TrustedIssuer, jku: Option<&str>) -> Result<JwksLocation, Reason> {
+    if let Some(jku) = jku.filter(|jku| issuer.jku_allowlist.iter().any(|allowed| allowed.as_str() == *jku)) {
+        return Ok(JwksLocation::Url(jku.to_owned()));
+    }
+    let configured = match (&issuer.jwks_url, &issuer.jwks_file) {
+        (Some(url), _) => Some(JwksLocation::Url(url.as_str().to_owned())),
+        (None, Some(path)) => Some(JwksLocation::File(path.clone())),
+        (None, None) => None,
+    };
+    match (jku, configured) {
+        (Some(_), Some(location)) => {
+            // The jku is the client's text: not logged. The iss is a trusted issuer's.
+            tracing::debug!(iss = %issuer.iss, "jku not on the issuer's allowlist: ignored, the issuer's configured key set is used");
+            Ok(location)
+        }
+        (Some(_), None) => Err(Reason::JkuNotAllowed),
+        (None, Some(location)) => Ok(location),
+        (None, None) => Err(Reason::NoKeySource),
+    }
 }
 
 fn now() -> i64 {
@@ -344,15 +371,7 @@ impl Authenticator {
         let Some(issuer) = self.issuers.get(&iss) else {
             return Err(seen.because(Reason::UnknownIssuer));
         };
-        let location = match (&jws_header.jku, &issuer.jwks_url, &issuer.jwks_file) {
-            (Some(jku), _, _) if issuer.jku_allowlist.iter().any(|allowed| allowed.as_str() == jku) => {
-                JwksLocation::Url(jku.clone())
-            }
-            (Some(_), _, _) => return Err(seen.because(Reason::JkuNotAllowed)),
-            (None, Some(url), _) => JwksLocation::Url(url.as_str().to_owned()),
-            (None, None, Some(path)) => JwksLocation::File(path.clone()),
-            (None, None, None) => return Err(seen.because(Reason::NoKeySource)),
-        };
+        let location = key_location(issuer, jws_header.jku.as_deref()).map_err(|reason| seen.because(reason))?;
         let key = self.keys.key(&location, kid).await.map_err(|error| {
             seen.because(match error {
                 KeyError::UnknownKid => Reason::UnknownKid,
@@ -428,5 +447,53 @@ impl Authenticator {
             }
         }
         Ok(AuthenticatedClient { iss })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::configuration::KeySetUrl;
+
+    fn issuer(jwks_url: Option<&str>, jwks_file: Option<&str>, allowlist: &[&str]) -> TrustedIssuer {
+        TrustedIssuer {
+            iss: "https://ehr.example.org".into(),
+            jwks_url: jwks_url.map(|url| KeySetUrl::try_from(url.to_owned()).expect("a key set URL")),
+            jwks_file: jwks_file.map(PathBuf::from),
+            jku_allowlist: allowlist
+                .iter()
+                .map(|url| KeySetUrl::try_from((*url).to_owned()).expect("a key set URL"))
+                .collect(),
+        }
+    }
+
+    const CONFIGURED: &str = "https://ehr.example.org/jwks.json";
+    const LISTED: &str = "https://ehr.example.org/listed.json";
+    const STRANGER: &str = "https://attacker.example.com/jwks.json";
+
+    #[test]
+    fn a_jku_on_the_allowlist_is_where_the_keys_come_from() {
+        let location = key_location(&issuer(Some(CONFIGURED), None, &[LISTED]), Some(LISTED));
+        assert_eq!(location, Ok(JwksLocation::Url(LISTED.into())));
+    }
+
+    #[test]
+    fn a_jku_not_on_the_allowlist_is_ignored_for_an_issuer_with_configured_keys() {
+        assert_eq!(
+            key_location(&issuer(Some(CONFIGURED), None, &[LISTED]), Some(STRANGER)),
+            Ok(JwksLocation::Url(CONFIGURED.into()))
+        );
+        assert_eq!(
+            key_location(&issuer(None, Some("/etc/popliteal/ehr.json"), &[]), Some(STRANGER)),
+            Ok(JwksLocation::File("/etc/popliteal/ehr.json".into()))
+        );
+    }
+
+    #[test]
+    fn a_jku_not_on_the_allowlist_is_refused_for_an_issuer_with_only_an_allowlist() {
+        assert_eq!(key_location(&issuer(None, None, &[LISTED]), Some(STRANGER)), Err(Reason::JkuNotAllowed));
+        assert_eq!(key_location(&issuer(None, None, &[LISTED]), None), Err(Reason::NoKeySource));
     }
 }

@@ -34,7 +34,7 @@ use why::{
     entries, entry, evidence_lines, format_date, join_with_and, laterality_text, records_of, side_text, weeks_text,
     wells_extension, wells_line, wells_table,
 };
-use wording::{RedFlagWording, Text, Topic, Wording};
+use wording::{RedFlagWording, Reference, Text, Topic, Wording};
 
 /// What the card builder needs besides the assessment.
 #[derive(Debug, Clone, Copy)]
@@ -535,15 +535,7 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
         Some(primary) => Source { label: primary.label.clone(), url: Some(primary.url.clone()), topic },
         None => Source { label: w.source_label.clone(), url: None, topic },
     };
-    if let Some(primary) = references.first() {
-        detail.push(w.phrases.source.fill(&[("label", &primary.label), ("url", &primary.url)]));
-    }
-    let mut links = draft.links;
-    links.extend(references.iter().map(|r| Link {
-        label: r.label.clone(),
-        url: r.url.clone(),
-        link_type: LinkType::Absolute,
-    }));
+    let links = links(draft.links, &references, &source);
     let suggestions = draft
         .orders
         .iter()
@@ -571,6 +563,24 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
         links,
         extension: (!extension.is_empty()).then_some(extension),
     })
+}
+
+/// A card's links: its own (the Questionnaire), then its references after the primary one,
+/// which is the card's `source`. Each URL once, never the source's. The detail carries no
+/// markdown link: a link inside `detail` would navigate the EHR's own frame away.
+fn links(own: Vec<Link>, references: &[&Reference], source: &Source) -> Vec<Link> {
+    let mut links: Vec<Link> = Vec::new();
+    let others = references.iter().skip(1).map(|r| Link {
+        label: r.label.clone(),
+        url: r.url.clone(),
+        link_type: LinkType::Absolute,
+    });
+    for link in own.into_iter().chain(others) {
+        if source.url.as_deref() != Some(link.url.as_str()) && !links.iter().any(|l| l.url == link.url) {
+            links.push(link);
+        }
+    }
+    links
 }
 
 fn topic_coding(topic: Topic, w: &Wording) -> Coding {

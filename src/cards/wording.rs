@@ -54,7 +54,6 @@ const PLACEHOLDERS: &[&str] = &[
     "finding",
     "hazards",
     "items",
-    "label",
     "line",
     "link_ids",
     "medications",
@@ -68,7 +67,6 @@ const PLACEHOLDERS: &[&str] = &[
     "side",
     "sources",
     "state",
-    "url",
     "value",
     "weeks",
     "what",
@@ -200,7 +198,6 @@ section!(
 pub struct Phrases {
     pub why: Text,
     pub what_to_do: Text,
-    pub source: Text,
     pub side_left: Text,
     pub side_right: Text,
     pub side_both: Text,

@@ -28,21 +28,41 @@ fn mentions_knee(concept: &CodeableConcept, terminology: &Terminology) -> bool {
         || codings(concept).any(|(system, code)| terminology.value_sets.contains(CodeList::KneePain, system, code))
 }
 
+/// What the clinician sees a drafted order as: the EHR's text or display, else the catalogue's
+/// name for a code it knows (EHRs often send a bare code: the Sandbox drafts `CPT 73721` alone),
+/// else the code.
+fn draft_description(concept: &CodeableConcept, known: Option<&str>) -> String {
+    let worded = concept.text.is_some() || concept.coding.first().is_some_and(|c| c.display.is_some());
+    match known {
+        Some(name) if !worded => name.to_owned(),
+        _ => describe(concept),
+    }
+}
+
 fn service_request(request: &ServiceRequest, selections: &[String], terminology: &Terminology) -> DraftOrder {
     let concept = request.code.as_ref();
-    let recognised =
-        concept.and_then(|c| codings(c).find_map(|(system, code)| terminology.recognise_order(system, code)));
-    let kind = recognised.map_or(DraftKind::Other, |(kind, _)| DraftKind::Order(kind));
-    let side = recognised.and_then(|(_, side)| side).or_else(|| laterality(&request.body_site, terminology));
-    let concerns_knee = matches!(kind, DraftKind::Order(OrderKind::KneeMri | OrderKind::KneeUltrasound))
+    let recognised = concept.and_then(|c| {
+        codings(c).find_map(|(system, code)| {
+            let (kind, side) = terminology.recognise_order(system, code)?;
+            Some((kind, side, terminology.known_order_coding(system, code)))
+        })
+    });
+    let kind = recognised.map_or(DraftKind::Other, |(kind, _, _)| DraftKind::Order(kind));
+    let side = recognised.and_then(|(_, side, _)| side).or_else(|| laterality(&request.body_site, terminology));
+    // A code broader than the knee (MRI of any lower-extremity joint) concerns the knee only when
+    // the draft says so.
+    let knee_code = matches!(kind, DraftKind::Order(OrderKind::KneeMri | OrderKind::KneeUltrasound))
+        && !recognised.and_then(|(_, _, known)| known).is_some_and(|known| known.broader);
+    let concerns_knee = knee_code
         || concept.is_some_and(|c| mentions_knee(c, terminology))
-        || request.reason_code.iter().any(|c| mentions_knee(c, terminology));
+        || request.body_site.iter().chain(&request.reason_code).any(|c| mentions_knee(c, terminology));
+    let known_name = recognised.and_then(|(_, _, known)| known?.display);
     DraftOrder {
         kind,
         side,
         selected: is_selected("ServiceRequest", request.id.as_deref(), selections),
         concerns_knee,
-        description: concept.map(describe).unwrap_or_default(),
+        description: concept.map(|c| draft_description(c, known_name)).unwrap_or_default(),
     }
 }
 

@@ -113,6 +113,11 @@ impl Terminology {
     pub fn recognise_order(&self, system: &str, code: &str) -> Option<(OrderKind, Option<Side>)> {
         self.orders.recognise_order(system, code)
     }
+
+    /// How the order catalogue knows a code (its display, whether it is broader than its order).
+    pub fn known_order_coding(&self, system: &str, code: &str) -> Option<orders::KnownCoding<'_>> {
+        self.orders.known_coding(system, code)
+    }
 }
 
 #[cfg(test)]

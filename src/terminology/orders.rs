@@ -28,6 +28,19 @@ struct RecognisedCoding {
     coding: Coding,
     #[serde(default)]
     side: Option<String>,
+    /// The code names a broader study that includes this order (CPT 73721: MRI of any joint of
+    /// the lower extremity, the knee among them): recognised as the order, but not taken to
+    /// concern the knee by itself.
+    #[serde(default)]
+    broader: bool,
+}
+
+/// How the catalogue knows a code: its display, and whether it names a broader study than its
+/// order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownCoding<'a> {
+    pub display: Option<&'a str>,
+    pub broader: bool,
 }
 
 impl OrderDefinition {
@@ -55,6 +68,18 @@ impl OrderDefinition {
             .iter()
             .find(|r| r.coding.system == system && r.coding.code == code)
             .map(|r| r.side.as_deref().and_then(Side::from_code))
+    }
+
+    /// How this order's catalogue knows a code, when it does.
+    fn known(&self, system: &str, code: &str) -> Option<KnownCoding<'_>> {
+        let exact = self.code.iter().chain(self.by_side.values()).find(|c| c.system == system && c.code == code);
+        if let Some(coding) = exact {
+            return Some(KnownCoding { display: coding.display.as_deref(), broader: false });
+        }
+        self.also_recognised
+            .iter()
+            .find(|r| r.coding.system == system && r.coding.code == code)
+            .map(|r| KnownCoding { display: r.coding.display.as_deref(), broader: r.broader })
     }
 
     /// Every code this order is known by (for recognising it in draft orders and records).
@@ -149,6 +174,12 @@ impl OrderCatalogue {
     pub fn recognise_order(&self, system: &str, code: &str) -> Option<(OrderKind, Option<Side>)> {
         ORDER_KINDS.iter().find_map(|kind| self.order(*kind).recognise(system, code).map(|side| (*kind, side)))
     }
+
+    /// How the catalogue names a code of one of its orders (for a draft that carries the code
+    /// alone), and whether the code is broader than the order.
+    pub fn known_coding(&self, system: &str, code: &str) -> Option<KnownCoding<'_>> {
+        ORDER_KINDS.iter().find_map(|kind| self.order(*kind).known(system, code))
+    }
 }
 
 #[cfg(test)]
@@ -170,5 +201,20 @@ mod tests {
             catalogue.recognise_order("http://www.ama-assn.org/go/cpt", "93971"),
             Some((OrderKind::VenousDuplex, None))
         );
+    }
+
+    #[test]
+    fn lower_extremity_joint_mri_as_ehrs_draft_it_is_recognised_as_the_knee_mri_and_named() {
+        let catalogue = OrderCatalogue::embedded().expect("the shipped catalogue loads");
+        let cpt = "http://www.ama-assn.org/go/cpt";
+        for code in ["73721", "73722", "73723"] {
+            assert_eq!(catalogue.recognise_order(cpt, code), Some((OrderKind::KneeMri, None)), "{code}");
+            let known = catalogue.known_coding(cpt, code).expect("known");
+            assert!(known.broader, "{code} is any joint of the lower extremity");
+            assert!(known.display.is_some_and(|d| d.starts_with("MRI of a lower-extremity joint")), "{code}");
+        }
+        let snomed = catalogue.known_coding("http://snomed.info/sct", "241641004").expect("known");
+        assert!(!snomed.broader);
+        assert_eq!(catalogue.recognise_order(cpt, "73718"), None, "MRI of the leg other than a joint");
     }
 }

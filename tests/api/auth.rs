@@ -383,11 +383,31 @@ async fn a_token_from_an_unknown_issuer_is_refused() {
 }
 
 #[tokio::test]
-async fn a_jku_that_is_not_on_the_issuers_allowlist_is_refused_and_never_fetched() {
+async fn a_jku_not_on_the_allowlist_is_never_fetched_and_the_issuers_configured_keys_verify_the_token() {
+    let signer = es384("ehr-key-1");
+    let configured = spawn_key_server(vec![signer.jwk()]).await;
+    let listed = spawn_key_server(vec![signer.jwk()]).await;
+    let unlisted = spawn_key_server(vec![signer.jwk()]).await;
+    let app = spawn_app_trusting(vec![trusted(ISS, Some(configured.url()), vec![listed.url()])], |_| {}).await;
+    let mut header = signer.header();
+    header.jku = Some(unlisted.url());
+    let response = app.get_with_token(DISCOVERY, &signer.sign_with(header, &claims(DISCOVERY))).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!((unlisted.fetches(), configured.fetches(), listed.fetches()), (0, 1, 0));
+    // A jku on the allowlist is fetched, as before.
+    let mut header = signer.header();
+    header.jku = Some(listed.url());
+    let response = app.get_with_token(DISCOVERY, &signer.sign_with(header, &claims(DISCOVERY))).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!((unlisted.fetches(), configured.fetches(), listed.fetches()), (0, 1, 1));
+}
+
+#[tokio::test]
+async fn a_jku_not_on_the_allowlist_is_refused_and_never_fetched_when_the_issuer_has_only_an_allowlist() {
     let signer = es384("ehr-key-1");
     let listed = spawn_key_server(vec![signer.jwk()]).await;
     let unlisted = spawn_key_server(vec![signer.jwk()]).await;
-    let app = spawn_app_trusting(vec![trusted(ISS, Some(listed.url()), vec![listed.url()])], |_| {}).await;
+    let app = spawn_app_trusting(vec![trusted(ISS, None, vec![listed.url()])], |_| {}).await;
     let mut header = signer.header();
     header.jku = Some(unlisted.url());
     assert_refused(app.get_with_token(DISCOVERY, &signer.sign_with(header, &claims(DISCOVERY))).await).await;
@@ -398,6 +418,67 @@ async fn a_jku_that_is_not_on_the_issuers_allowlist_is_refused_and_never_fetched
         app.get_with_token(DISCOVERY, &signer.sign_with(header, &claims(DISCOVERY))).await.status().as_u16(),
         200
     );
+}
+
+const SANDBOX_ISS: &str = "https://sandbox.cds-hooks.org";
+/// The jku the CDS Hooks Sandbox puts in every header (never fetched by these tests: the network
+/// is closed, so a fetch would fail and the token be refused).
+const SANDBOX_JKU: &str = "https://sandbox.cds-hooks.org/.well-known/jwks.json";
+
+/// A token as the Sandbox signs it: header `{"alg":"ES384","typ":"JWT","kid":...,"jku":...}`,
+/// claims iss, aud (the exact URL called), exp = iat + 300, iat, a fresh jti, and nothing else.
+fn sandbox_token(signer: &Signer, path: &str) -> String {
+    let iat = now();
+    let claims = json!({
+        "iss": SANDBOX_ISS,
+        "aud": format!("{PUBLIC_URL}{path}"),
+        "exp": iat + 300,
+        "iat": iat,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let mut header = signer.header();
+    header.jku = Some(SANDBOX_JKU.to_owned());
+    let token = signer.sign_with(header, &claims);
+    let decoded = jsonwebtoken::decode_header(&token).expect("a header");
+    assert_eq!(
+        (decoded.alg, decoded.typ.as_deref(), decoded.jku.as_deref()),
+        (Algorithm::ES384, Some("JWT"), Some(SANDBOX_JKU))
+    );
+    token
+}
+
+#[tokio::test]
+async fn the_sandboxs_tokens_are_verified_with_the_key_set_registered_for_it_whatever_their_jku() {
+    let signer = es384(&uuid::Uuid::new_v4().to_string());
+    let keys = spawn_key_server(vec![signer.jwk()]).await;
+    let app = spawn_app_trusting(vec![trusted(SANDBOX_ISS, Some(keys.url()), vec![])], |_| {}).await;
+    let first = sandbox_token(&signer, DISCOVERY);
+    assert_eq!(app.get_with_token(DISCOVERY, &first).await.status().as_u16(), 200);
+    let response = app
+        .post_with_token(SERVICE, &sandbox_token(&signer, SERVICE), &vignette_request("dvt-unlikely-calf-pain-only"))
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    // Each token once: the Sandbox's unique jti is remembered.
+    assert_refused(app.get_with_token(DISCOVERY, &first).await).await;
+
+    let path = std::env::temp_dir().join(format!("popliteal-sandbox-jwks-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, serde_json::to_vec(&json!({ "keys": [signer.jwk()] })).expect("JSON")).expect("written");
+    let issuer =
+        TrustedIssuer { iss: SANDBOX_ISS.into(), jwks_url: None, jwks_file: Some(path.clone()), jku_allowlist: vec![] };
+    let from_file = spawn_app_trusting(vec![issuer], |_| {}).await;
+    let response = from_file.get_with_token(DISCOVERY, &sandbox_token(&signer, DISCOVERY)).await;
+    std::fs::remove_file(&path).expect("removed");
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_sandbox_shaped_token_signed_with_another_key_is_refused() {
+    let registered = es384("sandbox-key");
+    let keys = spawn_key_server(vec![registered.jwk()]).await;
+    let app = spawn_app_trusting(vec![trusted(SANDBOX_ISS, Some(keys.url()), vec![])], |_| {}).await;
+    let impostor = es384(&registered.kid);
+    assert_refused(app.get_with_token(DISCOVERY, &sandbox_token(&impostor, DISCOVERY)).await).await;
+    assert_refused(app.get_with_token(DISCOVERY, &sandbox_token(&es384("another-kid"), DISCOVERY)).await).await;
 }
 
 #[tokio::test]
@@ -416,6 +497,7 @@ async fn a_jku_allowed_for_another_issuer_is_refused() {
     let mut header = signer.header();
     header.jku = Some(theirs.url());
     assert_refused(app.get_with_token(DISCOVERY, &signer.sign_with(header, &claims(DISCOVERY))).await).await;
+    assert_eq!(theirs.fetches(), 0);
 }
 
 #[tokio::test]
@@ -576,6 +658,9 @@ impl CapturedLog {
     }
 }
 
+/// An issuer whose keys are found only through an allowlisted `jku`.
+const ALLOWLIST_ONLY: &str = "https://allowlist-only.example.org";
+
 #[tokio::test]
 async fn each_bad_token_is_refused_by_its_own_check_and_logged_without_the_token() {
     let signer = es384("ehr-key-1");
@@ -585,7 +670,8 @@ async fn each_bad_token_is_refused_by_its_own_check_and_logged_without_the_token
     let settings = test_settings(|settings| {
         settings.environment = Environment::Production;
         settings.auth.mode = AuthMode::Jwt;
-        settings.auth.issuers = vec![trusted(ISS, Some(keys.url()), vec![keys.url()])];
+        settings.auth.issuers =
+            vec![trusted(ISS, Some(keys.url()), vec![keys.url()]), trusted(ALLOWLIST_ONLY, None, vec![keys.url()])];
         settings.auth.jwks_refresh_min_interval_seconds = 60;
         settings.server.public_url = HttpUrl::try_from(PUBLIC_URL.to_owned()).expect("a URL");
     });
@@ -635,7 +721,10 @@ async fn each_bad_token_is_refused_by_its_own_check_and_logged_without_the_token
         ),
         (
             "unlisted jku",
-            bearer(signer.sign_with(header_with(&|h| h.jku = Some(unlisted.url())), &good())),
+            bearer(signer.sign_with(
+                header_with(&|h| h.jku = Some(unlisted.url())),
+                &with(&|c| c["iss"] = json!(ALLOWLIST_ONLY)),
+            )),
             Reason::JkuNotAllowed,
         ),
         ("unknown kid", bearer(es384("unknown").sign(&good())), Reason::UnknownKid),

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod card_decisions;
 mod configuration;
+mod cors;
 mod database_tls;
 mod discovery;
 mod durability;

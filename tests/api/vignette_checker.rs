@@ -82,3 +82,24 @@ fn a_text_rule_fails_when_the_field_breaks_it_and_passes_when_it_holds() {
         json!({"text": [{"topic": "baker-cyst", "field": "summary", "pattern": "x", "rule": "should", "why": "w"}]});
     assert!(!expectation_problems(&unknown_kind, 200, &response("baker-cyst", "info")).is_empty());
 }
+
+#[test]
+fn protocol_checks_catch_a_link_inside_detail_a_repeated_link_and_the_source_as_a_link() {
+    let mut markdown = response("baker-cyst", "info");
+    markdown["cards"][0]["detail"] = json!("**Why**\n\nSource: [NICE NG158](https://www.nice.org.uk/guidance/ng158)");
+    assert!(!protocol_problems(&markdown, "p").is_empty());
+    let mut bare = response("baker-cyst", "info");
+    bare["cards"][0]["detail"] = json!("**Why**\n\nSee https://www.nice.org.uk/guidance/ng158");
+    assert!(!protocol_problems(&bare, "p").is_empty());
+    let link = json!({"label": "NG158", "url": "https://www.nice.org.uk/guidance/ng158", "type": "absolute"});
+    let mut repeated = response("baker-cyst", "info");
+    repeated["cards"][0]["links"] = json!([link, link]);
+    assert!(!protocol_problems(&repeated, "p").is_empty());
+    let mut source_again = response("baker-cyst", "info");
+    source_again["cards"][0]["source"]["url"] = link["url"].clone();
+    source_again["cards"][0]["links"] = json!([link]);
+    assert!(!protocol_problems(&source_again, "p").is_empty());
+    source_again["cards"][0]["links"] =
+        json!([{"label": "Other", "url": "https://pmc.ncbi.nlm.nih.gov/articles/PMC2941578/", "type": "absolute"}]);
+    assert!(protocol_problems(&source_again, "p").is_empty());
+}

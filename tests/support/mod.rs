@@ -28,6 +28,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { address, client: reqwest::Client::new() }
 }
 
+/// The `[cors]` section as shipped for `environment` (`local`, `test`, `production`).
+pub fn shipped_cors(environment: &str) -> popliteal::configuration::CorsSettings {
+    let variables =
+        [("POPLITEAL__AUDIT__PATIENT_HASH_KEY".to_owned(), "a-test-key-of-at-least-32-characters!!".to_owned())];
+    Settings::load_with_variables(
+        environment,
+        &configuration_directory().expect("the config folder"),
+        Some(variables.into_iter().collect()),
+    )
+    .expect("the shipped settings load")
+    .cors
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -256,6 +269,20 @@ pub fn protocol_problems(response: &serde_json::Value, patient_id: &str) -> Vec<
         }
         if card["detail"].as_str().is_none_or(|d| !d.contains("**")) && topic != "data-unavailable" {
             problems.push(format!("{topic}: detail must say why and what to do"));
+        }
+        // A link inside detail (markdown, or a bare URL GitHub markdown makes one) would navigate
+        // the EHR's own frame: references are `links`, each once, never the source's again.
+        let detail = card["detail"].as_str().unwrap_or_default();
+        if ["](", "http://", "https://", "www.", "<http"].iter().any(|link| detail.contains(link)) {
+            problems.push(format!("{topic}: detail holds a link: {detail}"));
+        }
+        let urls: Vec<&str> =
+            card["links"].as_array().into_iter().flatten().filter_map(|link| link["url"].as_str()).collect();
+        if urls.iter().enumerate().any(|(i, url)| urls[..i].contains(url)) {
+            problems.push(format!("{topic}: a link is repeated: {urls:?}"));
+        }
+        if let Some(source) = card["source"]["url"].as_str().filter(|source| urls.contains(source)) {
+            problems.push(format!("{topic}: the source {source} is repeated as a link"));
         }
         if card["overrideReasons"].as_array().is_none_or(|r| r.iter().any(|c| c["display"].as_str().is_none())) {
             problems.push(format!("{topic}: overrideReasons need a display"));
