@@ -220,7 +220,7 @@ async fn client_loop(
                 None
             }
         };
-        if let Some(card) = card.filter(|_| round % 4 == 0) {
+        if let Some(card) = card.filter(|_| round.is_multiple_of(4)) {
             let item = json!({"card": card, "outcome": "overridden",
                 "outcomeTimestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("a time")});
             let token = signer.token(&format!("{public_url}{FEEDBACK}"));
@@ -374,7 +374,7 @@ async fn main() -> ExitCode {
         failures.push("the audit writers did not catch up within 60 s".into());
     }
 
-    let seen = seen.lock().expect("seen");
+    let seen = std::mem::take(&mut *seen.lock().expect("seen"));
     let mut connection = sqlx::PgConnection::connect(&database_url).await.expect("the database answers");
     let audited: HashSet<String> = sqlx::query("SELECT hook_instance FROM audit_invocation")
         .fetch_all(&mut connection)
