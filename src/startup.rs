@@ -139,6 +139,11 @@ pub struct Application {
 /// How long a stopping server waits for queued audit records and open connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a stopping server lets requests in flight finish (a body's read deadline is 10 s by
+/// default); then the audit spool and the pool get `SHUTDOWN_GRACE` each. Kubernetes'
+/// `terminationGracePeriodSeconds` (30) covers the preStop sleep (5) and all three.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
+
 /// Unknown paths get a FHIR OperationOutcome too.
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such endpoint".into()))
@@ -180,6 +185,7 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .on_connect(move |connection, extensions| connections.on_connect(connection, extensions))
+        .shutdown_timeout(IN_FLIGHT_GRACE.as_secs())
         .listen(listener)?
         .run();
         Ok(Application { port, server, store, auditor, audit_writer, retention, fetch_budget })
