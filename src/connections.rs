@@ -15,9 +15,10 @@ use std::net::{IpAddr, Shutdown};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use actix_web::dev::Extensions;
+
+use crate::log_throttle::LogThrottle;
 
 /// Counts the open connections of each client address.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub struct ConnectionLimiter {
     per_address: NonZeroUsize,
     open: Mutex<HashMap<IpAddr, usize>>,
     refused: AtomicU64,
-    last_logged: Mutex<Option<Instant>>,
+    refusal_log: LogThrottle,
 }
 
 /// One admitted connection's place; dropping it (with the connection) frees the place.
@@ -47,16 +48,13 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// How often a refusal is logged at most.
-const LOG_INTERVAL: Duration = Duration::from_secs(1);
-
 impl ConnectionLimiter {
     pub fn new(per_address: NonZeroUsize) -> Arc<ConnectionLimiter> {
         Arc::new(ConnectionLimiter {
             per_address,
             open: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
-            last_logged: Mutex::new(None),
+            refusal_log: LogThrottle::new(),
         })
     }
 
@@ -96,21 +94,14 @@ impl ConnectionLimiter {
             None => {
                 let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Both);
                 let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                self.log_refusal(refused);
+                if self.refusal_log.due() {
+                    tracing::warn!(
+                        refused_since_start = refused,
+                        per_address = self.per_address.get(),
+                        "a client address holds its share of connections: new ones are closed"
+                    );
+                }
             }
-        }
-    }
-
-    fn log_refusal(&self, refused: u64) {
-        let now = Instant::now();
-        let mut last = self.last_logged.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL) {
-            *last = Some(now);
-            tracing::warn!(
-                refused_since_start = refused,
-                per_address = self.per_address.get(),
-                "a client address holds its share of connections: new ones are closed"
-            );
         }
     }
 }

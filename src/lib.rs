@@ -18,6 +18,7 @@ pub mod fhir;
 pub mod json;
 pub mod knee;
 pub mod limits;
+pub mod log_throttle;
 pub mod middleware;
 pub mod protocol;
 pub mod retention;

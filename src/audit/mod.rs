@@ -15,8 +15,8 @@
 
 pub mod spool;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::catalogue::ServiceKind;
 use crate::configuration::AuditSettings;
 use crate::evaluate::Outcome;
+use crate::log_throttle::LogThrottle;
 use crate::protocol::request::HookRequest;
 use crate::store::{Store, StoreError};
 use spool::{Appender, Drainer, SYNC_INTERVAL, Spool, SpoolCounts, SpoolError};
@@ -139,37 +140,13 @@ pub struct AuditCounts {
     pub rejected: u64,
 }
 
-/// Logs a repeated failure at most once per interval, with how many there were.
-struct Throttled {
-    last: Mutex<Option<Instant>>,
-}
-
-impl Throttled {
-    const INTERVAL: Duration = Duration::from_secs(1);
-
-    fn new() -> Throttled {
-        Throttled { last: Mutex::new(None) }
-    }
-
-    /// Whether to log now.
-    fn due(&self) -> bool {
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = last.is_none_or(|at| now.duration_since(at) >= Self::INTERVAL);
-        if due {
-            *last = Some(now);
-        }
-        due
-    }
-}
-
 /// The counts, kept here for `GET /ready` and exported as metrics.
 struct Metrics {
     written: AtomicU64,
     rejected: AtomicU64,
     spool: Arc<SpoolCounts>,
     exported: crate::telemetry::Metrics,
-    loss_log: Throttled,
+    loss_log: LogThrottle,
 }
 
 impl Metrics {
@@ -250,7 +227,7 @@ impl Auditor {
             rejected: AtomicU64::new(0),
             spool: Arc::clone(&spool.counts),
             exported: crate::telemetry::Metrics::default(),
-            loss_log: Throttled::new(),
+            loss_log: LogThrottle::new(),
         });
         metrics.exported.audit_backlog(Arc::clone(&spool.counts));
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -373,7 +350,7 @@ async fn drain_loop(
     timeout: Duration,
     rejected_file: std::path::PathBuf,
 ) {
-    let failure_log = Throttled::new();
+    let failure_log = LogThrottle::new();
     loop {
         let (returned, batch) = drainer.read_next_blocking(BATCH).await;
         drainer = returned;
@@ -406,7 +383,7 @@ async fn drain_loop(
     }
 }
 
-fn commit(drainer: &mut Drainer, batch: &spool::Batch, failure_log: &Throttled) {
+fn commit(drainer: &mut Drainer, batch: &spool::Batch, failure_log: &LogThrottle) {
     if let Err(error) = drainer.commit(batch)
         && failure_log.due()
     {
@@ -414,36 +391,24 @@ fn commit(drainer: &mut Drainer, batch: &spool::Batch, failure_log: &Throttled) 
     }
 }
 
-/// Writes one batch, retrying with a growing delay while the database is unavailable. A batch
-/// the database refuses for good is written record by record, and a record refused on its own
-/// is set aside (`rejected.spool`), so one bad record cannot stop the trail.
-async fn write_batch(
+/// Stores `records` in one transaction, retrying with a growing delay for as long as the
+/// database is unavailable or slow (logged through `failure_log`). `Err`: the database refused
+/// them as they are (not for a passing failure), with its detail.
+async fn store_while_available(
     store: &Store,
-    batch: &spool::Batch,
+    records: &[AuditRecord],
     metrics: &Metrics,
     timeout: Duration,
-    failure_log: &Throttled,
-    rejected_file: &std::path::Path,
-) {
+    failure_log: &LogThrottle,
+) -> Result<(), String> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match tokio::time::timeout(timeout, store.record_invocations(&batch.records)).await {
+        match tokio::time::timeout(timeout, store.record_invocations(records)).await {
             Ok(Ok(())) => {
-                metrics.written(batch.records.len() as u64);
-                return;
+                metrics.written(records.len() as u64);
+                return Ok(());
             }
-            Ok(Err(StoreError::Failed(detail))) => {
-                if failure_log.due() {
-                    tracing::error!(
-                        error.detail = detail.as_str(),
-                        "an audit batch was refused: writing it record by record"
-                    );
-                }
-                for record in &batch.records {
-                    write_alone(store, record, metrics, timeout, rejected_file).await;
-                }
-                return;
-            }
+            Ok(Err(StoreError::Failed(detail))) => return Err(detail),
             Ok(Err(error)) => {
                 if failure_log.due() {
                     tracing::warn!(error.detail = %error, backlog = metrics.spool.backlog_records.load(Ordering::Relaxed), "the audit store is unavailable: records wait in the spool");
@@ -463,42 +428,42 @@ async fn write_batch(
     }
 }
 
-async fn write_alone(
+/// Writes one batch. A batch the database refuses for good is written record by record, and a
+/// record refused on its own is set aside (`rejected.spool`), so one bad record cannot stop the
+/// trail.
+async fn write_batch(
     store: &Store,
-    record: &AuditRecord,
+    batch: &spool::Batch,
     metrics: &Metrics,
     timeout: Duration,
+    failure_log: &LogThrottle,
     rejected_file: &std::path::Path,
 ) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match tokio::time::timeout(timeout, store.record_invocations(std::slice::from_ref(record))).await {
-            Ok(Ok(())) => {
-                metrics.written(1);
-                return;
-            }
-            Ok(Err(StoreError::Failed(_))) => {
-                let mut encoded = Vec::new();
-                spool::encode(record, &mut encoded);
-                let kept = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(rejected_file)
-                    .and_then(|mut file| std::io::Write::write_all(&mut file, &encoded));
-                metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                metrics.exported.audit_records("rejected", 1);
-                tracing::error!(
-                    service_id = record.service_id.as_str(),
-                    kept_aside = kept.is_ok(),
-                    "an audit record was refused by the database and set aside"
-                );
-                return;
-            }
-            Ok(Err(_)) | Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
-            }
+    let Err(detail) = store_while_available(store, &batch.records, metrics, timeout, failure_log).await else {
+        return;
+    };
+    if failure_log.due() {
+        tracing::error!(error.detail = detail.as_str(), "an audit batch was refused: writing it record by record");
+    }
+    for record in &batch.records {
+        let alone = std::slice::from_ref(record);
+        if store_while_available(store, alone, metrics, timeout, failure_log).await.is_ok() {
+            continue;
         }
+        let mut encoded = Vec::new();
+        spool::encode(record, &mut encoded);
+        let kept = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(rejected_file)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, &encoded));
+        metrics.rejected.fetch_add(1, Ordering::Relaxed);
+        metrics.exported.audit_records("rejected", 1);
+        tracing::error!(
+            service_id = record.service_id.as_str(),
+            kept_aside = kept.is_ok(),
+            "an audit record was refused by the database and set aside"
+        );
     }
 }
 

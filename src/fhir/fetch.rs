@@ -94,9 +94,15 @@ pub fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// Whether a URL carries a user name or password (`https://user:pass@host/`): the HTTP client
+/// would send them as Basic credentials instead of the EHR's token.
+fn carries_credentials(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
 /// Whether the service may send a token to this FHIR server, or why not.
 pub fn check_server(server: &Url, policy: &FetchPolicy) -> Result<(), Cause> {
-    if !server.username().is_empty() || server.password().is_some() {
+    if carries_credentials(server) {
         return Err(Cause::CredentialsInUrl);
     }
     let loopback = matches!(server.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
@@ -170,7 +176,7 @@ impl<'a> Fetcher<'a> {
     /// GETs one URL of the server's origin, within the deadline, the size limit and the call's
     /// bytes.
     pub async fn get(&self, url: &Url) -> Result<Vec<u8>, Cause> {
-        if !url.username().is_empty() || url.password().is_some() {
+        if carries_credentials(url) {
             return Err(Cause::CredentialsInUrl);
         }
         if origin(url) != self.origin {
