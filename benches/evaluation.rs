@@ -22,11 +22,7 @@ fn bench(c: &mut Criterion) {
     let settings =
         Settings::load_for("test", &configuration_directory().expect("the config folder")).expect("settings");
     let knowledge = Knowledge::embedded().expect("knowledge");
-    let evaluation = EvaluationSettings {
-        questionnaire_canonical: settings.questionnaire_canonical(),
-        questionnaire_url: settings.questionnaire_public_url(),
-        stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
-    };
+    let evaluation = EvaluationSettings::from_settings(&settings);
     for (name, request) in [("large", payloads::large_request(now)), ("small", payloads::small_request(now))] {
         let body = serde_json::to_vec(&request).expect("serialise");
         let parsed = HookRequest::parse(&body).expect("valid request");

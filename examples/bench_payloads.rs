@@ -66,11 +66,7 @@ fn main() {
             )
             .expect("settings");
             let knowledge = popliteal::evaluate::Knowledge::embedded().expect("knowledge");
-            let evaluation = popliteal::evaluate::EvaluationSettings {
-                questionnaire_canonical: settings.questionnaire_canonical(),
-                questionnaire_url: settings.questionnaire_public_url(),
-                stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
-            };
+            let evaluation = popliteal::evaluate::EvaluationSettings::from_settings(&settings);
             let now = time::OffsetDateTime::now_utc();
             let started = Instant::now();
             for _ in 0..times {

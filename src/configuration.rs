@@ -21,7 +21,9 @@ use serde::{Deserialize, Deserializer};
 use crate::limits::SERDE_JSON_MAX_DEPTH;
 
 mod database_tls;
+mod intake;
 pub use database_tls::SslMode;
+pub use intake::{IntakeClient, IntakeSettings};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub telemetry: TelemetrySettings,
     pub terminology: TerminologySettings,
+    pub intake: IntakeSettings,
 }
 
 /// The code lists the record is read through (see `terminology`).
@@ -433,30 +436,41 @@ where
     items.into_iter().map(|item| T::try_from(item).map_err(serde::de::Error::custom)).collect()
 }
 
-/// `[[auth.issuers]]` tables from TOML, or a JSON array in one environment variable. Each issuer
-/// is checked as it is read; an `iss` listed twice is refused.
-fn issuers_from_tables_or_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TrustedIssuer>, D::Error> {
+/// An array of tables from TOML, or a JSON array in one environment variable (`name` says which
+/// key, in errors); each item is checked as it is read.
+fn tables_or_json<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    deserializer: D,
+    name: &str,
+) -> Result<Vec<T>, D::Error> {
     use serde::de::Error;
     let items = match serde_json::Value::deserialize(deserializer)? {
         serde_json::Value::String(text) if text.trim().is_empty() => Vec::new(),
         serde_json::Value::String(text) => match serde_json::from_str(&text) {
             Ok(serde_json::Value::Array(items)) => items,
-            Ok(_) => return Err(D::Error::custom("auth.issuers must be a JSON array of issuers")),
-            Err(error) => {
-                return Err(D::Error::custom(format!("auth.issuers must be a JSON array of issuers: {error}")));
-            }
+            Ok(_) => return Err(D::Error::custom(format!("{name} must be a JSON array"))),
+            Err(error) => return Err(D::Error::custom(format!("{name} must be a JSON array: {error}"))),
         },
         serde_json::Value::Array(items) => items,
-        _ => return Err(D::Error::custom("auth.issuers must be [[auth.issuers]] tables or a JSON array")),
+        _ => return Err(D::Error::custom(format!("{name} must be [[{name}]] tables or a JSON array"))),
     };
-    let mut issuers: Vec<TrustedIssuer> = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let issuer: TrustedIssuer = serde_json::from_value(item)
-            .map_err(|error| D::Error::custom(format!("auth.issuers[{index}]: {error}")))?;
-        if issuers.iter().any(|known| known.iss == issuer.iss) {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            serde_json::from_value(item).map_err(|error| D::Error::custom(format!("{name}[{index}]: {error}")))
+        })
+        .collect()
+}
+
+/// `[[auth.issuers]]` tables from TOML, or a JSON array in one environment variable. Each issuer
+/// is checked as it is read; an `iss` listed twice is refused.
+fn issuers_from_tables_or_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TrustedIssuer>, D::Error> {
+    use serde::de::Error;
+    let issuers: Vec<TrustedIssuer> = tables_or_json(deserializer, "auth.issuers")?;
+    for (index, issuer) in issuers.iter().enumerate() {
+        if issuers[..index].iter().any(|known| known.iss == issuer.iss) {
             return Err(D::Error::custom(format!("auth.issuers: {} is listed twice", issuer.iss)));
         }
-        issuers.push(issuer);
     }
     Ok(issuers)
 }
@@ -688,6 +702,7 @@ impl Settings {
             );
         }
         crate::cors::check(&self.cors, self.environment).map_err(ConfigurationError::Rule)?;
+        intake::check(&self.intake, self.environment).map_err(ConfigurationError::Rule)?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use actix_cors::Cors;
 use actix_web::http::header;
 
-use crate::configuration::{CorsOrigin, CorsSettings, Environment};
+use crate::configuration::{CorsOrigin, CorsSettings, Environment, HttpUrl};
 
 /// The diagnostics of a refused browser call: says why, never which origin was sent.
 pub const ORIGIN_NOT_ALLOWED: &str = "The request's Origin is not allowed by this service's CORS settings \
@@ -45,8 +45,10 @@ pub fn is_loopback_origin(origin: &str) -> bool {
 impl OriginPolicy {
     /// The policy the settings describe (each listed origin is a bare origin or `*`: the
     /// settings parse them so; loopback origins in production are refused when the settings are
-    /// loaded, by [`check`]).
-    pub fn from_settings(settings: &CorsSettings) -> OriginPolicy {
+    /// loaded, by [`check`]), plus the service's own origin (`public_url`'s): browsers send
+    /// `Origin` on a same-origin POST too, which the intake app's pages make.
+    pub fn from_settings(settings: &CorsSettings, public_url: &HttpUrl) -> OriginPolicy {
+        let own = url::Url::parse(public_url.as_str()).map(|url| url.origin().ascii_serialization());
         OriginPolicy {
             any: settings.allowed_origins.contains(&CorsOrigin::Any),
             listed: settings
@@ -56,6 +58,7 @@ impl OriginPolicy {
                     CorsOrigin::Any => None,
                     CorsOrigin::Exactly(origin) => Some(origin.as_str().to_owned()),
                 })
+                .chain(own)
                 .collect(),
             loopback: settings.allow_loopback_origins,
         }
@@ -101,10 +104,18 @@ mod tests {
     }
 
     fn policy(listed: &[&str], loopback: bool) -> OriginPolicy {
-        OriginPolicy::from_settings(&CorsSettings {
-            allowed_origins: origins(listed),
-            allow_loopback_origins: loopback,
-        })
+        let public_url = HttpUrl::try_from("https://cds.example.org/base".to_owned()).expect("a URL");
+        OriginPolicy::from_settings(
+            &CorsSettings { allowed_origins: origins(listed), allow_loopback_origins: loopback },
+            &public_url,
+        )
+    }
+
+    #[test]
+    fn the_service_s_own_origin_is_allowed_for_the_intake_app_s_same_origin_calls() {
+        let policy = policy(&["https://sandbox.cds-hooks.org"], false);
+        assert!(policy.allows(b"https://cds.example.org"));
+        assert!(!policy.allows(b"https://cds.example.org.evil.com"));
     }
 
     #[test]

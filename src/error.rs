@@ -26,6 +26,9 @@ pub enum ApiError {
     /// A required prefetch key is absent or failed, and cannot be fetched.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// The caller may not do this (an intake launch from an EHR that is not registered).
+    #[error("{0}")]
+    Forbidden(String),
     /// No valid CDS Hooks bearer JWT. One fixed text, whatever check failed.
     #[error("Authentication failed: a valid CDS Hooks bearer JWT from a trusted EHR is required.")]
     Unauthorized,
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::PreconditionFailed(_) => "required",
             ApiError::Unauthorized => "login",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::PayloadTooLarge { .. } | ApiError::HeadersTooLarge { .. } => "too-costly",
             ApiError::RequestTimeout { .. } => "timeout",
             ApiError::TooManyRequests { .. } => "throttled",
@@ -95,6 +99,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -61,6 +61,25 @@ pub struct EvaluationSettings {
     pub questionnaire_canonical: String,
     pub questionnaire_url: String,
     pub stale_after_days: i64,
+    /// The intake app's launch URL (`{public_url}/intake/launch`).
+    pub intake_launch_url: String,
+    /// The `appContext` of the intake card's `smart` link: the Questionnaire to fill in
+    /// (`{"questionnaire": "<canonical>|<version>"}`).
+    pub intake_app_context: String,
+}
+
+impl EvaluationSettings {
+    pub fn from_settings(settings: &crate::configuration::Settings) -> EvaluationSettings {
+        let canonical = settings.questionnaire_canonical();
+        let version = intake::questionnaire_version().map(|v| format!("|{v}")).unwrap_or_default();
+        EvaluationSettings {
+            intake_app_context: serde_json::json!({ "questionnaire": format!("{canonical}{version}") }).to_string(),
+            questionnaire_canonical: canonical,
+            questionnaire_url: settings.questionnaire_public_url(),
+            stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
+            intake_launch_url: format!("{}/intake/launch", settings.server.public_url.as_str().trim_end_matches('/')),
+        }
+    }
 }
 
 /// What an evaluation produced, with counts for the log (no content).
@@ -120,6 +139,8 @@ pub fn evaluate(
             encounter_id: request.context.encounter_id.as_deref(),
         },
         questionnaire_url: &settings.questionnaire_url,
+        intake_launch_url: &settings.intake_launch_url,
+        intake_app_context: &settings.intake_app_context,
         stale_days: settings.stale_after_days,
     };
     let report = DataReport {

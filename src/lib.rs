@@ -15,6 +15,7 @@ pub mod cors;
 pub mod error;
 pub mod evaluate;
 pub mod fhir;
+pub mod intake;
 pub mod json;
 pub mod knee;
 pub mod limits;

@@ -21,11 +21,15 @@ fn is_probe(path: &str) -> bool {
     path == "/health" || path == "/ready"
 }
 
-/// Paths open without a token: the probes, the OpenAPI document (public: it describes the API,
-/// not a patient), and the intake Questionnaire (public content that the `intake-missing` card
-/// links to, opened by a clinician's browser that has no EHR token).
+/// Paths open without a CDS Hooks token: the probes, the OpenAPI document (public: it describes
+/// the API, not a patient), the intake Questionnaire (public content that the `intake-missing`
+/// card links to, opened by a clinician's browser that has no EHR token), and the intake app,
+/// whose record calls carry the app's SMART token instead, used only at a registered EHR
+/// (`routes::intake`). All but the probes are rate limited by address.
 fn is_open(method: &actix_web::http::Method, path: &str) -> bool {
     is_probe(path)
+        || path == "/intake"
+        || path.starts_with("/intake/")
         || (method == actix_web::http::Method::GET
             && (path == "/openapi.yaml" || path.starts_with("/fhir/Questionnaire/")))
 }

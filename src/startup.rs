@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::evaluate::{EvaluationSettings, Knowledge, KnowledgeError};
 use crate::fhir::budget::ByteBudget;
 use crate::fhir::fetch::{FetchPolicy, FhirClient};
+use crate::intake::IntakeApp;
 use crate::limits::RateLimiter;
 use crate::middleware::{errors_as_operation_outcomes, guard, request_metrics};
 use crate::store::{Backend, Store, StoreError};
@@ -51,6 +52,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The browser origins allowed to call (CORS).
     pub origins: OriginPolicy,
+    /// The SMART on FHIR intake app: its registered EHRs, scopes and page policy.
+    pub intake: IntakeApp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,25 +78,22 @@ pub enum StartupError {
     HttpClient(String),
 }
 
-const QUESTIONNAIRE_FILE: &str = include_str!("../cds-hooks/questionnaire/posterior-knee-pain.json");
-
 fn questionnaire(settings: &Settings) -> Result<bytes::Bytes, StartupError> {
-    let mut value: serde_json::Value = serde_json::from_str(QUESTIONNAIRE_FILE).map_err(StartupError::Questionnaire)?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(crate::fhir::intake::QUESTIONNAIRE_JSON).map_err(StartupError::Questionnaire)?;
     value["url"] = serde_json::Value::String(settings.questionnaire_canonical());
     serde_json::to_vec(&value).map(bytes::Bytes::from).map_err(StartupError::Questionnaire)
 }
 
 impl AppState {
     pub fn build(settings: &Settings, store: Store, auditor: Auditor) -> Result<AppState, StartupError> {
-        let origins = OriginPolicy::from_settings(&settings.cors);
+        let origins = OriginPolicy::from_settings(&settings.cors, &settings.server.public_url);
+        let catalogue = Catalogue::embedded()?;
         Ok(AppState {
-            catalogue: Catalogue::embedded()?,
+            intake: IntakeApp::from_settings(&settings.intake, &catalogue),
+            catalogue,
             knowledge: Knowledge::load(settings.terminology.site_codes_file.as_deref())?,
-            evaluation: EvaluationSettings {
-                questionnaire_canonical: settings.questionnaire_canonical(),
-                questionnaire_url: settings.questionnaire_public_url(),
-                stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
-            },
+            evaluation: EvaluationSettings::from_settings(settings),
             questionnaire: questionnaire(settings)?,
             body: BodyLimits {
                 max_bytes: settings.server.max_body_bytes.get(),

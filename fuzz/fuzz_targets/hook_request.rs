@@ -22,6 +22,8 @@ static SETTINGS: LazyLock<EvaluationSettings> = LazyLock::new(|| EvaluationSetti
     questionnaire_canonical: "http://cds.example.org/fhir/Questionnaire/posterior-knee-pain".into(),
     questionnaire_url: "http://127.0.0.1:8080/fhir/Questionnaire/posterior-knee-pain".into(),
     stale_after_days: 14,
+    intake_launch_url: "http://127.0.0.1:8080/intake/launch".into(),
+    intake_app_context: r#"{"questionnaire":"http://cds.example.org/fhir/Questionnaire/posterior-knee-pain|1.0.0"}"#.into(),
 });
 
 /// A fixed "now" near the seeds' dates, so runs are reproducible.

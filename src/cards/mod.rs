@@ -44,6 +44,10 @@ pub struct CardContext<'a> {
     pub order: OrderContext<'a>,
     /// Where the Questionnaire is served (for the intake card's link).
     pub questionnaire_url: &'a str,
+    /// The intake app's launch URL and the `appContext` its link carries (the intake card's
+    /// `smart` link).
+    pub intake_launch_url: &'a str,
+    pub intake_app_context: &'a str,
     pub stale_days: i64,
 }
 
@@ -445,9 +449,16 @@ fn intake_draft(stale: Option<Option<OffsetDateTime>>, knee_pain: &[RecordEviden
         );
     }
     draft.links.push(Link {
+        label: i.app_link_label.to_string(),
+        url: ctx.intake_launch_url.to_owned(),
+        link_type: LinkType::Smart,
+        app_context: Some(ctx.intake_app_context.to_owned()),
+    });
+    draft.links.push(Link {
         label: i.link_label.to_string(),
         url: ctx.questionnaire_url.to_owned(),
         link_type: LinkType::Absolute,
+        app_context: None,
     });
     draft
 }
@@ -565,7 +576,7 @@ fn render(draft: Draft, ctx: &CardContext<'_>) -> Result<Card, ApiError> {
     })
 }
 
-/// A card's links: its own (the Questionnaire), then its references after the primary one,
+/// A card's links: its own (the intake app and the Questionnaire), then its references after the primary one,
 /// which is the card's `source`. Each URL once, never the source's. The detail carries no
 /// markdown link: a link inside `detail` would navigate the EHR's own frame away.
 fn links(own: Vec<Link>, references: &[&Reference], source: &Source) -> Vec<Link> {
@@ -574,6 +585,7 @@ fn links(own: Vec<Link>, references: &[&Reference], source: &Source) -> Vec<Link
         label: r.label.clone(),
         url: r.url.clone(),
         link_type: LinkType::Absolute,
+        app_context: None,
     });
     for link in own.into_iter().chain(others) {
         if source.url.as_deref() != Some(link.url.as_str()) && !links.iter().any(|l| l.url == link.url) {

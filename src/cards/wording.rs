@@ -181,7 +181,8 @@ section!(
 section!(
     /// `intake-missing`.
     IntakeWording {
-        summary_missing, summary_stale, summary_stale_undated, summary_orders, action, knee_pain, stale, link_label,
+        summary_missing, summary_stale, summary_stale_undated, summary_orders, action, knee_pain, stale, app_link_label,
+        link_label,
     }
 );
 section!(

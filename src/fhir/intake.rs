@@ -13,6 +13,16 @@ use super::views::{AnswerValue, QuestionnaireResponse, QuestionnaireResponseItem
 use crate::knee::facts::{Answer, Intake, IntakeState};
 use crate::knee::question::{Question, Side};
 
+/// The Questionnaire as published (`cds-hooks/questionnaire/`; its `url` is set from the
+/// configuration when served).
+pub const QUESTIONNAIRE_JSON: &str = include_str!("../../cds-hooks/questionnaire/posterior-knee-pain.json");
+
+/// The published Questionnaire's `version`.
+pub fn questionnaire_version() -> Option<String> {
+    let questionnaire: serde_json::Value = serde_json::from_str(QUESTIONNAIRE_JSON).ok()?;
+    questionnaire["version"].as_str().map(str::to_owned)
+}
+
 /// The CodeSystem of the `side` answer.
 pub const SIDE_SYSTEM: &str = "https://popliteal.dev/CodeSystem/side";
 

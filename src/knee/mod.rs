@@ -7,6 +7,7 @@ pub mod finding;
 pub mod order_review;
 pub mod orders;
 pub mod patterns;
+pub mod prefill;
 pub mod question;
 pub mod red_flags;
 pub mod thresholds;

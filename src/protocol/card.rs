@@ -91,6 +91,8 @@ pub struct Action {
 #[serde(rename_all = "lowercase")]
 pub enum LinkType {
     Absolute,
+    /// A SMART app the EHR launches in the patient's context.
+    Smart,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -99,4 +101,7 @@ pub struct Link {
     pub url: String,
     #[serde(rename = "type")]
     pub link_type: LinkType,
+    /// `smart` links only: passed by the EHR to the app (in the token response).
+    #[serde(rename = "appContext", skip_serializing_if = "Option::is_none")]
+    pub app_context: Option<String>,
 }

@@ -3,6 +3,7 @@
 mod discovery;
 mod feedback;
 mod health;
+mod intake;
 mod openapi;
 mod questionnaire;
 mod services;
@@ -41,5 +42,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(post("/cds-services/{id}", web::post().to(services::invoke)))
         .service(post("/cds-services/{id}/feedback", web::post().to(feedback::receive)))
         .service(get("/cds-services/{id}/feedback/summary", web::get().to(feedback::summary)))
-        .service(get("/fhir/Questionnaire/{id}", web::get().to(questionnaire::questionnaire)));
+        .service(get("/fhir/Questionnaire/{id}", web::get().to(questionnaire::questionnaire)))
+        .service(get("/intake", web::get().to(intake::page_with_slash)))
+        .service(get("/intake/", web::get().to(intake::page)))
+        .service(get("/intake/api/launch", web::get().to(intake::launch)))
+        .service(post("/intake/api/prefill", web::post().to(intake::prefill_answers)))
+        .service(post("/intake/api/cards", web::post().to(intake::cards)))
+        .service(get("/intake/{path:.*}", web::get().to(intake::asset)));
 }

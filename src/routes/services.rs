@@ -4,8 +4,9 @@ use tracing_actix_web::RootSpan;
 
 use crate::audit::AuditRecord;
 use crate::body::read_json_body;
+use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
-use crate::evaluate::evaluate;
+use crate::evaluate::{Outcome, evaluate};
 use crate::fhir::assembly::assemble;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
@@ -33,10 +34,24 @@ pub async fn invoke(
     root_span.record("service_id", service.id());
     root_span.record("hook", loggable_hook(&request.hook));
     root_span.record("hook_instance", request.hook_instance.as_str());
-    // Checked against the service before anything is read from the EHR.
+    let outcome = answer(&state, service, &request, invoked_at, started).await?;
+    root_span.record("cards", outcome.cards.len());
+    Ok(HttpResponse::Ok().json(CdsResponse { cards: outcome.cards }))
+}
+
+/// A checked hook call answered: the request checked against its service before anything is read
+/// from the EHR, the record assembled, evaluated, logged (counts only), counted, and queued for
+/// the audit trail. Shared by the hook endpoint and the intake app's (`routes::intake`).
+pub(super) async fn answer(
+    state: &AppState,
+    service: ServiceKind,
+    request: &HookRequest,
+    invoked_at: OffsetDateTime,
+    started: std::time::Instant,
+) -> Result<Outcome, ApiError> {
     request.check_for(service)?;
-    let record = assemble(&request, state.catalogue.templates(service), &state.fhir, &state.metrics).await;
-    let outcome = evaluate(service, &request, &record, &state.knowledge, &state.evaluation, invoked_at)?;
+    let record = assemble(request, state.catalogue.templates(service), &state.fhir, &state.metrics).await;
+    let outcome = evaluate(service, request, &record, &state.knowledge, &state.evaluation, invoked_at)?;
     tracing::info!(
         service_id = service.id(),
         hook_instance = request.hook_instance.as_str(),
@@ -46,16 +61,8 @@ pub async fn invoke(
         provenance = ?outcome.provenance.iter().map(|(key, p)| (key.prefetch_key(), p.code())).collect::<Vec<_>>(),
         "evaluated"
     );
-    root_span.record("cards", outcome.cards.len());
     state.metrics.cards(service.id(), &outcome.cards);
     let patient_hash = state.auditor.patient_hash(&request.context.patient_id);
-    state.auditor.submit(AuditRecord::of_call(
-        service,
-        &request,
-        &outcome,
-        patient_hash,
-        invoked_at,
-        started.elapsed(),
-    ));
-    Ok(HttpResponse::Ok().json(CdsResponse { cards: outcome.cards }))
+    state.auditor.submit(AuditRecord::of_call(service, request, &outcome, patient_hash, invoked_at, started.elapsed()));
+    Ok(outcome)
 }

@@ -17,6 +17,7 @@ mod feedback;
 mod fhir_fetch;
 mod health;
 mod hostile;
+mod intake;
 mod network_limits;
 mod openapi;
 mod patient_view;

@@ -111,8 +111,18 @@ fn the_document_is_openapi_3_1_and_every_schema_compiles() {
         "/health",
         "/ready",
         "/openapi.yaml",
+        "/intake/launch",
+        "/intake/api/launch",
+        "/intake/api/prefill",
+        "/intake/api/cards",
     ] {
         assert!(paths.contains(&path), "{path} is not described");
+    }
+    // The intake app's calls carry its SMART token in the body, not a CDS Hooks JWT.
+    for (path, method) in
+        [("/intake/api/prefill", "post"), ("/intake/api/cards", "post"), ("/intake/api/launch", "get")]
+    {
+        assert_eq!(document["paths"][path][method]["security"], json!([]), "{path} is open to the app");
     }
     // The open paths say so; the others inherit the bearer JWT requirement.
     for path in ["/health", "/ready", "/openapi.yaml", "/fhir/Questionnaire/{id}"] {

@@ -19,11 +19,7 @@ const NOW: time::OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
 fn cards_for(service: ServiceKind, request: &Value, adjust: impl FnOnce(&mut PatientRecord)) -> Value {
     let settings: Settings = test_settings(|_| {});
     let knowledge = Knowledge::embedded().expect("the knowledge loads");
-    let evaluation = EvaluationSettings {
-        questionnaire_canonical: settings.questionnaire_canonical(),
-        questionnaire_url: settings.questionnaire_public_url(),
-        stale_after_days: i64::from(settings.questionnaire.stale_after_days.get()),
-    };
+    let evaluation = EvaluationSettings::from_settings(&settings);
     let body = serde_json::to_vec(request).expect("serialise");
     let request = HookRequest::parse(&body).expect("a valid request");
     request.check_for(service).expect("a request for this service");
