@@ -1,6 +1,9 @@
 //! Shared by the test binaries: start the service on a free port, load the shared vignettes.
 #![allow(dead_code)]
 
+pub mod smart_ehr;
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 
 use popliteal::configuration::{Settings, configuration_directory};
