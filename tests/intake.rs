@@ -1,11 +1,17 @@
-//! The intake app's end-to-end support: the SMART EHR double (`support::smart_ehr`), checked with
-//! plain HTTP as a SMART 2.0 client would call it, and the headless browser
-//! (`support::webdriver`), checked on small loopback pages. The end-to-end flow tests of the app
-//! will live here too.
+//! The intake SMART app end to end, in headless Chromium driven through ChromeDriver, against
+//! the service and a test double of an EHR (its SMART configuration, authorize and token
+//! endpoints, FHIR reads and the QuestionnaireResponse create, all on loopback): launch from the
+//! intake card, prefilled answers, answer, submit, the response stored as FHIR R4 requires, the
+//! cards shown, the response read back by the CDS service; a refused token exchange, failed
+//! writes (answers kept), a forged `state`, a patient launch; accessibility with axe-core.
+//! Screenshots of the filled form and of the result go to `<target>/intake-screenshots/`.
+//!
+//! First, the double itself (`support::smart_ehr`), checked with plain HTTP as a SMART 2.0 client
+//! would call it, and the browser (`support::webdriver`), checked on small loopback pages.
 //!
 //! The browser tests need Debian's `chromium` and `chromium-driver` (`apt-get install chromium
-//! chromium-driver`, or `bash .ci/run`). The axe-core test needs `POPLITEAL_AXE_JS`, the path of
-//! axe-core's `axe.min.js`.
+//! chromium-driver`, or `bash .ci/run`). axe-core is the copy vendored from npm in
+//! `web/vendor/axe-core/`.
 
 mod support;
 
@@ -19,6 +25,8 @@ use support::smart_ehr::{
     AuthorizeBehaviour, EhrDouble, EhrOptions, TokenBehaviour, WriteBehaviour, pkce_s256_matches, s256_challenge,
 };
 use support::webdriver::Browser;
+use support::{TestApp, spawn_app_with};
+use thirtyfour::By;
 
 /// A well-formed code verifier (43 unreserved characters).
 const VERIFIER: &str = "a-test-code-verifier-of-at-least-forty-three-characters";
@@ -458,13 +466,7 @@ async fn the_console_reports_an_inline_script_that_the_content_security_policy_b
 
 #[tokio::test(flavor = "multi_thread")]
 async fn axe_reports_an_image_without_alternative_text() {
-    let Some(axe_path) = std::env::var_os("POPLITEAL_AXE_JS") else {
-        panic!(
-            "POPLITEAL_AXE_JS is not set: set it to the path of axe-core's axe.min.js (e.g. `npm pack \
-             axe-core@4.14.1` and its package/axe.min.js, or the repository's vendored copy)"
-        )
-    };
-    let axe_source = std::fs::read_to_string(&axe_path).expect("POPLITEAL_AXE_JS names a readable file");
+    let axe_source = axe_source();
     let page = r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>axe</title></head>
 <body><main><h1>An image</h1><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" width="10" height="10"></main></body></html>"#;
     let origin = serve_pages(vec![("/image.html", "", page)]);
@@ -474,5 +476,417 @@ async fn axe_reports_an_image_without_alternative_text() {
     let violations = result["violations"].as_array().expect("axe's violations");
     let image_alt = violations.iter().find(|violation| violation["id"] == "image-alt");
     assert_eq!(image_alt.map(|violation| violation["impact"].clone()), Some(json!("critical")), "{violations:#?}");
+    browser.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The intake app, end to end: headless Chromium, the service, and the EHR double.
+
+/// How long a page may take to get somewhere (lforms renders the whole Questionnaire).
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// The app's write timeout in these tests (the service's `intake.write_timeout_ms`).
+const WRITE_TIMEOUT_MS: u64 = 3000;
+
+/// Where the screenshots go: a folder of the Cargo target directory.
+fn screenshot_folder() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("..").join("intake-screenshots")
+}
+
+/// axe-core as vendored from npm (`web/vendor/axe-core`, checked by `scripts/web/vendor.sh`).
+fn axe_source() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/vendor/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("axe-core at {}: {error}", path.display()))
+}
+
+/// The service, with the double registered as an EHR under its client id.
+async fn spawn_service_for(ehr: &EhrDouble) -> TestApp {
+    let issuer = ehr.fhir_base();
+    spawn_app_with(move |settings| {
+        settings.intake.clients = vec![
+            serde_json::from_value(json!({ "issuer": issuer, "client_id": "popliteal-intake" }))
+                .expect("an intake client"),
+        ];
+        settings.intake.write_timeout_ms = std::num::NonZeroU64::new(WRITE_TIMEOUT_MS).expect("positive");
+    })
+    .await
+}
+
+/// Left knee pain (ICD-10-CM M25.562) and an active breast cancer on the record.
+fn knee_pain_and_cancer(patient_id: &str) -> Vec<Value> {
+    let condition = |id: &str, code: &str, display: &str| {
+        json!({
+            "resourceType": "Condition", "id": id,
+            "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
+            "verificationStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed" }] },
+            "code": { "coding": [{ "system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code, "display": display }], "text": display },
+            "subject": { "reference": format!("Patient/{patient_id}") },
+            "recordedDate": "2026-11-02"
+        })
+    };
+    vec![
+        condition("knee-pain-1", "M25.562", "Pain in left knee"),
+        condition("cancer-1", "C50.911", "Malignant neoplasm of unspecified site of right female breast"),
+    ]
+}
+
+/// The intake-missing card's `smart` link for the patient, as the service gives it when the EHR
+/// calls the patient-view hook with its FHIR server and a token of its own.
+async fn intake_card_link(app: &TestApp, ehr: &EhrDouble, token: &str) -> Value {
+    let request = json!({
+        "hook": "patient-view",
+        "hookInstance": uuid::Uuid::new_v4().to_string(),
+        "fhirServer": ehr.fhir_base(),
+        "fhirAuthorization": { "access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.rs", "subject": "cds" },
+        "context": { "userId": "Practitioner/dr-1", "patientId": ehr.patient_id() },
+    });
+    let response: Value =
+        app.post_json("/cds-services/posterior-knee-pain", &request).await.json().await.expect("JSON");
+    let card = support::card(&response, "intake-missing").clone();
+    card["links"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["type"] == "smart"))
+        .cloned()
+        .expect("a smart link")
+}
+
+/// Where the EHR sends the browser for an EHR launch of `link`: its URL (at this service's
+/// address: the test's `public_url` is not its port) with `iss` and `launch`.
+fn launch_url(app: &TestApp, ehr: &EhrDouble, link: &Value) -> String {
+    let url = url::Url::parse(link["url"].as_str().expect("a URL")).expect("an absolute URL");
+    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
+    format!("{}{}?iss={iss}&launch={}", app.address, url.path(), ehr.launch_id())
+}
+
+/// Clicks the radio button of a boolean item (`true`, `false`) or a choice (its code's label).
+async fn answer(browser: &Browser, link_id: &str, value: &str) {
+    let id = format!("{link_id}/1/1|{value}");
+    let label = browser.client().find(By::Id(&id)).await.unwrap_or_else(|e| panic!("no option {id}: {e}"));
+    label.scroll_into_view().await.expect("scrolls");
+    label.click().await.unwrap_or_else(|e| panic!("cannot click {id}: {e}"));
+}
+
+/// Whether the radio option `link_id|value` is the selected one.
+async fn is_selected(browser: &Browser, link_id: &str, value: &str) -> bool {
+    let id = format!("{link_id}/1/1|{value}");
+    let label = browser.client().find(By::Id(&id)).await.expect("the option");
+    label.class_name().await.expect("a class").is_some_and(|c| c.contains("ant-radio-wrapper-checked"))
+}
+
+/// The problems of `response` against the Questionnaire (FHIR R4 QuestionnaireResponse rules):
+/// every item's linkId exists at that place in the Questionnaire's nesting, groups hold items and
+/// no answer, questions hold answers of their type (boolean, integer, a choice among the
+/// options), and no item is empty.
+fn conformance_problems(questionnaire_items: &[Value], response_items: &[Value], path: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for item in response_items {
+        let link_id = item["linkId"].as_str().unwrap_or_default();
+        let Some(definition) = questionnaire_items.iter().find(|d| d["linkId"] == link_id) else {
+            problems.push(format!("{path}/{link_id}: not an item of the Questionnaire here"));
+            continue;
+        };
+        let kind = definition["type"].as_str().unwrap_or_default();
+        let children = item["item"].as_array();
+        let answers = item["answer"].as_array();
+        match kind {
+            "group" => {
+                if answers.is_some() {
+                    problems.push(format!("{path}/{link_id}: a group has an answer"));
+                }
+                match children {
+                    Some(children) if !children.is_empty() => problems.extend(conformance_problems(
+                        definition["item"].as_array().map(Vec::as_slice).unwrap_or_default(),
+                        children,
+                        &format!("{path}/{link_id}"),
+                    )),
+                    _ => problems.push(format!("{path}/{link_id}: an empty group")),
+                }
+            }
+            _ => {
+                let Some(answers) = answers.filter(|a| !a.is_empty()) else {
+                    problems.push(format!("{path}/{link_id}: a question without an answer"));
+                    continue;
+                };
+                if children.is_some() {
+                    problems.push(format!("{path}/{link_id}: a question with nested items"));
+                }
+                for answer in answers {
+                    let fine = match kind {
+                        "boolean" => answer["valueBoolean"].is_boolean(),
+                        "integer" => answer["valueInteger"].is_i64(),
+                        "choice" => definition["answerOption"].as_array().is_some_and(|options| {
+                            options.iter().any(|o| {
+                                o["valueCoding"]["code"] == answer["valueCoding"]["code"]
+                                    && o["valueCoding"]["system"] == answer["valueCoding"]["system"]
+                            })
+                        }),
+                        _ => false,
+                    };
+                    let keys = answer.as_object().map(|o| o.len()).unwrap_or_default();
+                    if !fine || keys != 1 {
+                        problems.push(format!("{path}/{link_id}: {answer} is not one {kind} answer"));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The answer of `link_id` in a response, at any depth.
+fn answer_of(items: &[Value], link_id: &str) -> Option<Value> {
+    items.iter().find_map(|item| {
+        if item["linkId"] == link_id {
+            item["answer"].get(0).cloned()
+        } else {
+            item["item"].as_array().and_then(|children| answer_of(children, link_id))
+        }
+    })
+}
+
+/// Requests for the record (the SMART configuration and the CapabilityStatement are not).
+fn record_reads(ehr: &EhrDouble) -> usize {
+    ehr.fhir_requests().iter().filter(|r| !r.path.contains("/.well-known/") && !r.path.ends_with("/metadata")).count()
+}
+
+fn published_questionnaire() -> Value {
+    serde_json::from_str(include_str!("../cds-hooks/questionnaire/posterior-knee-pain.json")).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clinician_launches_the_intake_from_the_card_confirms_the_record_answers_and_sees_the_cards() {
+    let ehr = EhrDouble::start(EhrOptions {
+        resources: knee_pain_and_cancer("pat-1"),
+        app_context: Some(
+            r#"{"questionnaire":"http://cds.example.org/fhir/Questionnaire/posterior-knee-pain|1.0.0"}"#.into(),
+        ),
+        ..EhrOptions::default()
+    })
+    .await;
+    let app = spawn_service_for(&ehr).await;
+    let ehr_token = access_token(&ehr).await;
+    let link = intake_card_link(&app, &ehr, &ehr_token).await;
+    let browser = Browser::start().await;
+    browser.goto(&launch_url(&app, &ehr, &link)).await;
+
+    // Prefilled from the record, marked so.
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    let prefilled = browser.wait_for_text("#prefilled-list", "Pain in left knee", PAGE_WAIT).await;
+    assert!(prefilled.contains("Malignant neoplasm"), "{prefilled}");
+    assert!(is_selected(&browser, "side", "https://popliteal.dev/CodeSystem/side|left").await, "the record's side");
+    browser.wait_for("[id='from-record-side']", PAGE_WAIT).await;
+    browser.wait_for("[id='from-record-wells-active-cancer']", PAGE_WAIT).await;
+    assert!(is_selected(&browser, "wells-active-cancer", "true").await, "the record's answer is selected");
+    assert!(
+        browser.client().find(By::Id("item-wells-entire-leg-swollen/1/1")).await.is_ok(),
+        "a clinician sees the Wells group"
+    );
+
+    // Answered: yes, no, and left unanswered.
+    for (link_id, value) in [
+        ("rf-unilateral-swelling", "true"),
+        ("rf-calf-pain", "true"),
+        ("rf-cold-pale-foot", "false"),
+        ("wells-entire-leg-swollen", "true"),
+        ("wells-pitting-oedema", "true"),
+    ] {
+        answer(&browser, link_id, value).await;
+    }
+    let violations = browser.run_axe(&axe_source()).await;
+    let serious: Vec<&Value> = violations["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    let described: Vec<String> = serious
+        .iter()
+        .flat_map(|v| {
+            v["nodes"].as_array().into_iter().flatten().map(move |node| {
+                let html: String = node["html"].as_str().unwrap_or_default().chars().take(160).collect();
+                format!("{} ({}): {} {html}", v["id"], v["impact"], node["target"])
+            })
+        })
+        .collect();
+    assert!(described.is_empty(), "serious or critical accessibility violations:\n{}", described.join("\n"));
+    browser.client().execute("window.scrollTo(0, 0);", Vec::new()).await.expect("scrolls to the top");
+    browser.screenshot(&screenshot_folder().join("filled-form.png")).await;
+
+    browser.client().find(By::Id("submit")).await.expect("the submit button").click().await.expect("clicks");
+    browser.wait_for("#cards article[data-topic='dvt-suspected']", PAGE_WAIT).await;
+    browser.screenshot(&screenshot_folder().join("result.png")).await;
+    let status = browser.wait_for_text("#status", "Done", PAGE_WAIT).await;
+    assert!(status.contains("saved"), "{status}");
+
+    // The response on the EHR, as FHIR R4 requires.
+    let stored = ehr.stored_responses();
+    assert_eq!(stored.len(), 1, "one response written");
+    let response = &stored[0];
+    assert_eq!(response["status"], "completed");
+    assert_eq!(response["questionnaire"], "http://cds.example.org/fhir/Questionnaire/posterior-knee-pain|1.0.0");
+    assert_eq!(response["subject"]["reference"], "Patient/pat-1");
+    assert_eq!(response["author"]["reference"], "Practitioner/dr-1");
+    let authored = response["authored"].as_str().expect("authored");
+    assert!(
+        time::OffsetDateTime::parse(authored, &time::format_description::well_known::Rfc3339).is_ok(),
+        "{authored}"
+    );
+    let questionnaire = published_questionnaire();
+    let items = response["item"].as_array().expect("items");
+    let problems = conformance_problems(questionnaire["item"].as_array().expect("items"), items, "");
+    assert!(problems.is_empty(), "{problems:#?}\n{response:#}");
+    assert_eq!(answer_of(items, "side").expect("side")["valueCoding"]["code"], "left");
+    assert_eq!(answer_of(items, "rf-calf-pain"), Some(json!({ "valueBoolean": true })));
+    assert_eq!(answer_of(items, "rf-cold-pale-foot"), Some(json!({ "valueBoolean": false })));
+    assert_eq!(answer_of(items, "wells-active-cancer"), Some(json!({ "valueBoolean": true })));
+    assert_eq!(answer_of(items, "rf-warmth"), None, "an unanswered question stays absent");
+
+    // The EHR saw PKCE S256 and the narrowest scopes, and the code exchanged with its verifier.
+    let from_app = |parameters: &BTreeMap<String, String>| {
+        parameters.get("redirect_uri").is_some_and(|uri| uri.ends_with("/intake/"))
+    };
+    let authorize = ehr.authorize_requests().into_iter().find(from_app).expect("the app's authorize request");
+    let authorize = &authorize;
+    assert_eq!(authorize["code_challenge_method"], "S256");
+    assert_eq!(authorize["launch"], ehr.launch_id());
+    assert_eq!(authorize["aud"], ehr.fhir_base());
+    let launch: Value = app
+        .client
+        .get(format!("{}/intake/api/launch?iss={}", app.address, ehr.fhir_base()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(authorize["scope"], launch["scopes"]["ehr"]["v2"].as_str().expect("scopes"));
+    let exchange = ehr.token_requests().into_iter().find(from_app).expect("the app's token request");
+    assert_eq!(support::smart_ehr::s256_challenge(&exchange["code_verifier"]), authorize["code_challenge"]);
+
+    // No Content-Security-Policy violation on the way.
+    let console = browser.console().await;
+    let blocked: Vec<&String> = console.iter().filter(|line| line.contains("Content Security Policy")).collect();
+    assert!(blocked.is_empty(), "{blocked:#?}");
+    browser.close().await;
+
+    // Read back by the CDS service from the EHR: the intake now counts, and the DVT card is there.
+    let request = json!({
+        "hook": "patient-view",
+        "hookInstance": uuid::Uuid::new_v4().to_string(),
+        "fhirServer": ehr.fhir_base(),
+        "fhirAuthorization": { "access_token": ehr_token, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.rs", "subject": "cds" },
+        "context": { "userId": "Practitioner/dr-1", "patientId": "pat-1" },
+    });
+    let answer: Value = app.post_json("/cds-services/posterior-knee-pain", &request).await.json().await.expect("JSON");
+    let topics = support::topics(&answer);
+    assert!(topics.contains(&"dvt-suspected".to_owned()), "{topics:?}");
+    assert!(!topics.contains(&"intake-missing".to_owned()), "{topics:?}");
+    let dvt = support::card(&answer, "dvt-suspected");
+    assert_eq!(dvt["indicator"], "critical", "cancer, leg swollen, pitting oedema: Wells likely");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_keeps_every_answer_on_screen_says_why_and_a_retry_saves_it() {
+    let ehr = EhrDouble::start(EhrOptions {
+        resources: knee_pain_and_cancer("pat-1"),
+        writes: vec![WriteBehaviour::Fail(503), WriteBehaviour::Fail(401), WriteBehaviour::Hang],
+        ..EhrOptions::default()
+    })
+    .await;
+    let app = spawn_service_for(&ehr).await;
+    let browser = Browser::start().await;
+    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
+    browser.goto(&format!("{}/intake/launch?iss={iss}&launch={}", app.address, ehr.launch_id())).await;
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    answer(&browser, "rf-calf-pain", "true").await;
+    answer(&browser, "rf-fever", "false").await;
+    let submit =
+        || async { browser.client().find(By::Id("submit")).await.expect("the button").click().await.expect("clicks") };
+    for expected in ["error 503", "(401)", "did not answer within 3 seconds"] {
+        submit().await;
+        let problem = browser.wait_for_text("#problem", expected, PAGE_WAIT).await;
+        assert!(problem.contains("Nothing you entered is lost"), "{problem}");
+        browser.wait_for_text("#submit", "Try saving again", PAGE_WAIT).await;
+        assert!(is_selected(&browser, "rf-calf-pain", "true").await, "the answer stays after {expected}");
+        assert!(is_selected(&browser, "rf-fever", "false").await, "the answer stays after {expected}");
+        assert!(ehr.stored_responses().is_empty());
+    }
+    submit().await;
+    browser.wait_for_text("#status", "Done", PAGE_WAIT).await;
+    let stored = ehr.stored_responses();
+    assert_eq!(stored.len(), 1);
+    let items = stored[0]["item"].as_array().expect("items");
+    assert_eq!(answer_of(items, "rf-calf-pain"), Some(json!({ "valueBoolean": true })));
+    assert_eq!(answer_of(items, "rf-fever"), Some(json!({ "valueBoolean": false })));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_exchange_stops_the_app_with_a_message_and_no_form() {
+    let ehr = EhrDouble::start(EhrOptions { token: TokenBehaviour::Refuse, ..EhrOptions::default() }).await;
+    let app = spawn_service_for(&ehr).await;
+    let browser = Browser::start().await;
+    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
+    browser.goto(&format!("{}/intake/launch?iss={iss}&launch={}", app.address, ehr.launch_id())).await;
+    let problem = browser.wait_for_text("#problem", "sign-in with the EHR could not be completed", PAGE_WAIT).await;
+    assert!(problem.contains("Open the intake again"), "{problem}");
+    assert_eq!(ehr.token_requests().len(), 1, "the exchange was tried once");
+    assert!(browser.client().find(By::Css("#intake:not([hidden])")).await.is_err(), "no form is shown");
+    assert_eq!(record_reads(&ehr), 0, "nothing was read without a token");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_state_is_refused_and_the_code_is_never_exchanged() {
+    let ehr = EhrDouble::start(EhrOptions { authorize: AuthorizeBehaviour::ForgeState, ..EhrOptions::default() }).await;
+    let app = spawn_service_for(&ehr).await;
+    let browser = Browser::start().await;
+    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
+    browser.goto(&format!("{}/intake/launch?iss={iss}&launch={}", app.address, ehr.launch_id())).await;
+    browser.wait_for_text("#problem", "sign-in with the EHR could not be completed", PAGE_WAIT).await;
+    assert!(ehr.token_requests().is_empty(), "a forged state must not reach the token endpoint");
+    assert_eq!(record_reads(&ehr), 0);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_launch_on_a_smart_v1_ehr_hides_the_wells_group_and_asks_v1_scopes() {
+    let ehr = EhrDouble::start(EhrOptions {
+        fhir_user: Some("Patient/pat-1".into()),
+        permission_v2: false,
+        resources: knee_pain_and_cancer("pat-1"),
+        ..EhrOptions::default()
+    })
+    .await;
+    let app = spawn_service_for(&ehr).await;
+    let browser = Browser::start().await;
+    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
+    // A standalone launch: the patient opens the app with the EHR's address only.
+    browser.goto(&format!("{}/intake/launch?iss={iss}", app.address)).await;
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    browser.wait_for("[id='item-rf-calf-pain/1/1']", PAGE_WAIT).await;
+    assert!(
+        browser.client().find(By::Id("item-wells-entire-leg-swollen/1/1")).await.is_err(),
+        "no Wells group for a patient"
+    );
+    let note = browser.wait_for_text("#audience-note", "Your clinician", PAGE_WAIT).await;
+    assert!(note.contains("Wells"), "{note}");
+    let prefilled = browser.wait_for_text("#prefilled-list", "Pain in left knee", PAGE_WAIT).await;
+    assert!(
+        !prefilled.contains("Malignant"),
+        "the Wells item from the record is not shown to the patient: {prefilled}"
+    );
+    let scope = &ehr.authorize_requests()[0]["scope"];
+    assert!(scope.starts_with("launch/patient openid fhirUser "), "{scope}");
+    assert!(
+        scope.contains("patient/Condition.read") && scope.contains("patient/QuestionnaireResponse.write"),
+        "{scope}"
+    );
+    answer(&browser, "rf-calf-pain", "true").await;
+    browser.client().find(By::Id("submit")).await.expect("the button").click().await.expect("clicks");
+    browser.wait_for_text("#status", "Done", PAGE_WAIT).await;
+    let stored = ehr.stored_responses();
+    assert_eq!(stored[0]["author"]["reference"], "Patient/pat-1");
+    assert!(answer_of(stored[0]["item"].as_array().expect("items"), "wells-active-cancer").is_none());
     browser.close().await;
 }

@@ -8,8 +8,7 @@
 "use strict";
 
 (function () {
-  const SIDE_SYSTEM = "https://popliteal.dev/CodeSystem/side";
-  const WELLS_GROUP = "grp-wells";
+    const WELLS_GROUP = "grp-wells";
   const byId = (id) => document.getElementById(id);
   const ui = {
     status: byId("status"),
@@ -70,12 +69,25 @@
     return /^(Practitioner|PractitionerRole)\//.test(fhirUser || "");
   }
 
-  /// The Questionnaire as this user sees it: without the Wells group unless a clinician.
+  /// The Questionnaire as this user sees it: without the Wells group unless a clinician, and
+  /// with its few-option choices shown as radio buttons (a rendering hint: linkIds, types and
+  /// options are the published ones).
   function forAudience(questionnaire, clinician) {
     const copy = JSON.parse(JSON.stringify(questionnaire));
     if (!clinician) {
       copy.item = copy.item.filter((item) => item.linkId !== WELLS_GROUP);
     }
+    (function radios(items) {
+      for (const item of items || []) {
+        if (item.type === "choice" && (item.answerOption || []).length <= 5) {
+          item.extension = (item.extension || []).concat([{
+            url: "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl",
+            valueCodeableConcept: { coding: [{ system: "http://hl7.org/fhir/questionnaire-item-control", code: "radio-button" }] },
+          }]);
+        }
+        radios(item.item);
+      }
+    })(copy.item);
     return copy;
   }
 
@@ -181,6 +193,48 @@
     }
   }
 
+  /// The card's detail (GitHub markdown as the service writes it: bold lines as headings,
+  /// paragraphs, "- " lists, pipe tables) as elements, built as text: nothing in it is parsed as
+  /// HTML.
+  function markdownBlocks(markdown) {
+    const plain = (text) => text.replace(/\*\*/g, "").trim();
+    const blocks = [];
+    for (const block of markdown.split(/\n\s*\n/)) {
+      const lines = block.split("\n").map((line) => line.trim()).filter(Boolean);
+      if (!lines.length) continue;
+      if (lines.every((line) => line.startsWith("|"))) {
+        const table = document.createElement("table");
+        const rows = lines.filter((line) => !/^\|[\s:|-]+\|$/.test(line));
+        rows.forEach((line, index) => {
+          const row = table.insertRow();
+          for (const cell of line.replace(/^\||\|$/g, "").split("|")) {
+            const element = document.createElement(index === 0 ? "th" : "td");
+            element.textContent = plain(cell);
+            row.append(element);
+          }
+        });
+        blocks.push(table);
+      } else if (lines.every((line) => line.startsWith("- "))) {
+        const list = document.createElement("ul");
+        for (const line of lines) {
+          const item = document.createElement("li");
+          item.textContent = plain(line.slice(2));
+          list.append(item);
+        }
+        blocks.push(list);
+      } else if (lines.length === 1 && /^\*\*[^*]+\*\*$/.test(lines[0])) {
+        const heading = document.createElement("h4");
+        heading.textContent = plain(lines[0]);
+        blocks.push(heading);
+      } else {
+        const paragraph = document.createElement("p");
+        paragraph.textContent = plain(lines.join(" "));
+        blocks.push(paragraph);
+      }
+    }
+    return blocks;
+  }
+
   function renderCards(cards) {
     ui.cards.replaceChildren();
     if (!cards.length) {
@@ -198,13 +252,7 @@
       const summary = document.createElement("h3");
       summary.textContent = card.summary;
       article.append(indicator, summary);
-      for (const paragraph of (card.detail || "").split(/\n\s*\n/)) {
-        const text = paragraph.replace(/\*\*/g, "").trim();
-        if (!text) continue;
-        const p = document.createElement("p");
-        p.textContent = text;
-        article.append(p);
-      }
+      article.append(...markdownBlocks(card.detail || ""));
       if (card.suggestions && card.suggestions.length) {
         const suggested = document.createElement("p");
         suggested.textContent = "Suggested in the EHR's advice panel: " + card.suggestions.map((s) => s.label).join("; ") + ".";
