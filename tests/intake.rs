@@ -789,7 +789,12 @@ async fn a_clinician_launches_the_intake_from_the_card_confirms_the_record_answe
 async fn a_failed_write_keeps_every_answer_on_screen_says_why_and_a_retry_saves_it() {
     let ehr = EhrDouble::start(EhrOptions {
         resources: knee_pain_and_cancer("pat-1"),
-        writes: vec![WriteBehaviour::Fail(503), WriteBehaviour::Fail(401), WriteBehaviour::Hang],
+        writes: vec![
+            WriteBehaviour::Fail(503),
+            WriteBehaviour::Fail(401),
+            WriteBehaviour::Fail(403),
+            WriteBehaviour::Hang,
+        ],
         ..EhrOptions::default()
     })
     .await;
@@ -802,7 +807,7 @@ async fn a_failed_write_keeps_every_answer_on_screen_says_why_and_a_retry_saves_
     answer(&browser, "rf-fever", "false").await;
     let submit =
         || async { browser.client().find(By::Id("submit")).await.expect("the button").click().await.expect("clicks") };
-    for expected in ["error 503", "(401)", "did not answer within 3 seconds"] {
+    for expected in ["error 503", "(401)", "(403)", "did not answer within 3 seconds"] {
         submit().await;
         let problem = browser.wait_for_text("#problem", expected, PAGE_WAIT).await;
         assert!(problem.contains("Nothing you entered is lost"), "{problem}");

@@ -138,7 +138,7 @@
       const shown = answer.answer.valueCoding
         ? ((item.answerOption || []).find((o) => o.valueCoding && o.valueCoding.code === answer.answer.valueCoding.code) || { valueCoding: answer.answer.valueCoding }).valueCoding.display
         : "Yes";
-      const note = "From the record: " + describe(answer.from) + (answer.verify ? ". Please " + answer.verify : "") + ". Please check.";
+      const note = "From the record: " + describe(answer.from) + ". Check it" + (answer.verify ? " (" + answer.verify + ")" : "") + ".";
       const entry = document.createElement("li");
       entry.dataset.linkId = answer.linkId;
       entry.textContent = item.text + " " + shown + ". " + note;
