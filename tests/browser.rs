@@ -105,22 +105,8 @@ fn dump_dom(url: &str) -> String {
     let binary = chromium_binary();
     let profile = tempfile::tempdir().expect("a temporary profile");
     let spawned = Command::new(&binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--no-proxy-server",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
+        .args(support::webdriver::CHROMIUM_FLAGS)
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .stdin(Stdio::null())

@@ -554,8 +554,20 @@ async fn intake_card_link(app: &TestApp, ehr: &EhrDouble, token: &str) -> Value 
 /// address: the test's `public_url` is not its port) with `iss` and `launch`.
 fn launch_url(app: &TestApp, ehr: &EhrDouble, link: &Value) -> String {
     let url = url::Url::parse(link["url"].as_str().expect("a URL")).expect("an absolute URL");
-    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
-    format!("{}{}?iss={iss}&launch={}", app.address, url.path(), ehr.launch_id())
+    format!("{}{}?iss={}&launch={}", app.address, url.path(), iss_of(ehr), ehr.launch_id())
+}
+
+/// The EHR's FHIR base URL as a query value.
+fn iss_of(ehr: &EhrDouble) -> String {
+    url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect()
+}
+
+/// The service and a browser at the app's launch page, opened by the EHR for an EHR launch.
+async fn ehr_launch(ehr: &EhrDouble) -> (TestApp, Browser) {
+    let app = spawn_service_for(ehr).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(ehr), ehr.launch_id())).await;
+    (app, browser)
 }
 
 /// Clicks the radio button of a boolean item (`true`, `false`) or a choice (its code's label).
@@ -798,10 +810,7 @@ async fn a_failed_write_keeps_every_answer_on_screen_says_why_and_a_retry_saves_
         ..EhrOptions::default()
     })
     .await;
-    let app = spawn_service_for(&ehr).await;
-    let browser = Browser::start().await;
-    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
-    browser.goto(&format!("{}/intake/launch?iss={iss}&launch={}", app.address, ehr.launch_id())).await;
+    let (_app, browser) = ehr_launch(&ehr).await;
     browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
     answer(&browser, "rf-calf-pain", "true").await;
     answer(&browser, "rf-fever", "false").await;
@@ -829,10 +838,7 @@ async fn a_failed_write_keeps_every_answer_on_screen_says_why_and_a_retry_saves_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_token_exchange_stops_the_app_with_a_message_and_no_form() {
     let ehr = EhrDouble::start(EhrOptions { token: TokenBehaviour::Refuse, ..EhrOptions::default() }).await;
-    let app = spawn_service_for(&ehr).await;
-    let browser = Browser::start().await;
-    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
-    browser.goto(&format!("{}/intake/launch?iss={iss}&launch={}", app.address, ehr.launch_id())).await;
+    let (_app, browser) = ehr_launch(&ehr).await;
     let problem = browser.wait_for_text("#problem", "sign-in with the EHR could not be completed", PAGE_WAIT).await;
     assert!(problem.contains("Open the intake again"), "{problem}");
     assert_eq!(ehr.token_requests().len(), 1, "the exchange was tried once");
@@ -844,10 +850,7 @@ async fn a_refused_token_exchange_stops_the_app_with_a_message_and_no_form() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_state_is_refused_and_the_code_is_never_exchanged() {
     let ehr = EhrDouble::start(EhrOptions { authorize: AuthorizeBehaviour::ForgeState, ..EhrOptions::default() }).await;
-    let app = spawn_service_for(&ehr).await;
-    let browser = Browser::start().await;
-    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
-    browser.goto(&format!("{}/intake/launch?iss={iss}&launch={}", app.address, ehr.launch_id())).await;
+    let (_app, browser) = ehr_launch(&ehr).await;
     browser.wait_for_text("#problem", "sign-in with the EHR could not be completed", PAGE_WAIT).await;
     assert!(ehr.token_requests().is_empty(), "a forged state must not reach the token endpoint");
     assert_eq!(record_reads(&ehr), 0);
@@ -865,9 +868,8 @@ async fn a_patient_launch_on_a_smart_v1_ehr_hides_the_wells_group_and_asks_v1_sc
     .await;
     let app = spawn_service_for(&ehr).await;
     let browser = Browser::start().await;
-    let iss: String = url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect();
     // A standalone launch: the patient opens the app with the EHR's address only.
-    browser.goto(&format!("{}/intake/launch?iss={iss}", app.address)).await;
+    browser.goto(&format!("{}/intake/launch?iss={}", app.address, iss_of(&ehr))).await;
     browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
     browser.wait_for("[id='item-rf-calf-pain/1/1']", PAGE_WAIT).await;
     assert!(

@@ -25,8 +25,9 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 /// How long a script run by [`Browser::run_axe`] (or any async script) may take.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The flags Chromium runs with: headless, as root, and quiet on the network.
-const CHROMIUM_FLAGS: &[&str] = &[
+/// The flags Chromium runs with in every browser test: headless, as root, and quiet on the
+/// network (it hangs on a closed one when it reaches out on its own).
+pub const CHROMIUM_FLAGS: &[&str] = &[
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
@@ -39,8 +40,10 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-sync",
     "--disable-extensions",
     "--disable-dev-shm-usage",
-    "--window-size=1280,1800",
 ];
+
+/// The window the WebDriver sessions get (the screenshots' size).
+const WINDOW_SIZE: &str = "--window-size=1280,1800";
 
 /// A headless Chromium session. Owns the ChromeDriver process (killed on drop, with the browser)
 /// and the browser's temporary profile. Prefer [`Browser::close`] at the end of a test; a dropped
@@ -114,7 +117,7 @@ impl Browser {
 
         let mut capabilities = DesiredCapabilities::chrome();
         capabilities.set_binary(&chromium_binary.to_string_lossy()).expect("a binary capability");
-        for flag in CHROMIUM_FLAGS {
+        for flag in CHROMIUM_FLAGS.iter().chain([&WINDOW_SIZE]) {
             capabilities.add_arg(flag).expect("a Chromium flag");
         }
         capabilities.add_arg(&format!("--user-data-dir={}", profile.path().display())).expect("a Chromium flag");
