@@ -847,6 +847,50 @@ mod tests {
     }
 
     #[test]
+    fn intake_clients_come_from_toml_tables_or_one_json_variable() {
+        let folder = tempfile::tempdir().expect("a folder");
+        std::fs::copy(shipped().join("default.toml"), folder.path().join("default.toml")).expect("copied");
+        let text = r#"
+            [[intake.clients]]
+            issuer = "https://ehr.example.org/fhir/r4"
+            client_id = "popliteal-intake"
+            other_origins = ["https://auth.example.org"]
+        "#;
+        std::fs::write(folder.path().join("production.toml"), text).expect("written");
+        let settings = try_load_from("production", folder.path(), &[]).expect("settings load");
+        assert_eq!(settings.intake.clients[0].issuer(), "https://ehr.example.org/fhir/r4");
+        assert_eq!(settings.intake.clients[0].origins(), ["https://ehr.example.org", "https://auth.example.org"]);
+        let from_variable = load(
+            "production",
+            &[("POPLITEAL__INTAKE__CLIENTS", r#"[{"issuer": "https://ehr.example.org/fhir", "client_id": "c1"}]"#)],
+        );
+        assert_eq!(from_variable.intake.clients[0].client_id, "c1");
+        assert!(load("production", &[]).intake.clients.is_empty());
+    }
+
+    #[test]
+    fn an_intake_client_over_plain_http_in_production_unnamed_or_listed_twice_is_refused_at_load() {
+        for (clients, expected) in [
+            (r#"[{"issuer": "http://ehr.example.org/fhir", "client_id": "c"}]"#, "must be https"),
+            (r#"[{"issuer": "http://127.0.0.1:9/fhir", "client_id": "c"}]"#, "must be https"),
+            (r#"[{"issuer": "https://ehr.example.org/fhir", "client_id": " "}]"#, "client_id must not be empty"),
+            (
+                r#"[{"issuer": "https://e.example/fhir", "client_id": "a"}, {"issuer": "https://e.example/fhir/", "client_id": "b"}]"#,
+                "listed twice",
+            ),
+            (r#"[{"issuer": "https://e.example/fhir", "client_id": "a", "secret": "x"}]"#, "secret"),
+        ] {
+            let message = refusal(&[("POPLITEAL__INTAKE__CLIENTS", clients)]);
+            assert!(message.contains(expected), "{clients}: {message}");
+        }
+        let local = try_load(
+            "local",
+            &[("POPLITEAL__INTAKE__CLIENTS", r#"[{"issuer": "http://127.0.0.1:9/fhir", "client_id": "c"}]"#)],
+        );
+        assert!(local.is_ok(), "an EHR on this machine over http is fine outside production");
+    }
+
+    #[test]
     fn an_issuer_without_keys_with_two_key_sources_over_plain_http_or_listed_twice_is_refused_at_load() {
         for (issuers, expected) in [
             (r#"[{"iss": "https://ehr.example.org"}]"#, "needs jwks_url, jwks_file or jku_allowlist"),
