@@ -836,6 +836,34 @@ async fn a_failed_write_keeps_every_answer_on_screen_says_why_and_a_retry_saves_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn answers_not_saved_before_a_session_expired_come_back_when_the_app_is_launched_again() {
+    let ehr = EhrDouble::start(EhrOptions { writes: vec![WriteBehaviour::Fail(401)], ..EhrOptions::default() }).await;
+    let (app, browser) = ehr_launch(&ehr).await;
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    answer(&browser, "rf-calf-pain", "true").await;
+    answer(&browser, "rf-warmth", "false").await;
+    browser.client().find(By::Id("submit")).await.expect("the button").click().await.expect("clicks");
+    browser.wait_for_text("#problem", "(401)", PAGE_WAIT).await;
+    // The clinician opens the intake again from the EHR, in the same tab.
+    browser.goto(&format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(&ehr), ehr.launch_id())).await;
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    browser.wait_for_text("#draft", "not saved last time", PAGE_WAIT).await;
+    assert!(is_selected(&browser, "rf-calf-pain", "true").await, "the yes is back");
+    assert!(is_selected(&browser, "rf-warmth", "false").await, "the no is back");
+    browser.client().find(By::Id("submit")).await.expect("the button").click().await.expect("clicks");
+    browser.wait_for_text("#status", "Done", PAGE_WAIT).await;
+    let items = ehr.stored_responses()[0]["item"].as_array().expect("items").clone();
+    assert_eq!(answer_of(&items, "rf-calf-pain"), Some(json!({ "valueBoolean": true })));
+    assert_eq!(answer_of(&items, "rf-warmth"), Some(json!({ "valueBoolean": false })));
+    // Saved: a third launch starts afresh.
+    browser.goto(&format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(&ehr), ehr.launch_id())).await;
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    assert!(browser.client().find(By::Css("#draft[hidden]")).await.is_ok(), "no draft after a save");
+    assert!(is_selected(&browser, "rf-calf-pain", "null").await, "the form starts unanswered");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_refused_token_exchange_stops_the_app_with_a_message_and_no_form() {
     let ehr = EhrDouble::start(EhrOptions { token: TokenBehaviour::Refuse, ..EhrOptions::default() }).await;
     let (_app, browser) = ehr_launch(&ehr).await;

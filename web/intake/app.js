@@ -19,6 +19,7 @@
     prefilled: byId("prefilled"),
     prefilledList: byId("prefilled-list"),
     unread: byId("unread"),
+    draft: byId("draft"),
     form: byId("form"),
     submit: byId("submit"),
     result: byId("result"),
@@ -266,6 +267,38 @@
     }
   }
 
+  /// Where this patient's unsaved answers wait in this browser tab (sessionStorage: gone when
+  /// the tab closes), so that launching the app again after a failed save (an expired session)
+  /// loses nothing.
+  function draftKey() {
+    return "popliteal-intake-draft|" + app.client.state.serverUrl + "|" + app.client.getPatientId();
+  }
+
+  function keepDraft(response) {
+    try {
+      sessionStorage.setItem(draftKey(), JSON.stringify(response));
+    } catch (error) {
+      // Storage full or refused: the answers are still on screen.
+    }
+  }
+
+  function takeDraft() {
+    try {
+      const text = sessionStorage.getItem(draftKey());
+      return text ? JSON.parse(text) : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function dropDraft() {
+    try {
+      sessionStorage.removeItem(draftKey());
+    } catch (error) {
+      // Nothing kept.
+    }
+  }
+
   async function submit() {
     problem("");
     ui.submit.disabled = true;
@@ -282,12 +315,14 @@
     try {
       saved = await write(response);
     } catch (error) {
+      keepDraft(response);
       say("The answers are not saved yet. They are still on screen.");
       problem(whyNotSaved(error) + " Nothing you entered is lost: check the answers and try again.");
       ui.submit.textContent = "Try saving again";
       ui.submit.disabled = false;
       return;
     }
+    dropDraft();
     app.written = saved && saved.resourceType === "QuestionnaireResponse" ? saved : response;
     ui.saved.textContent = "Saved to the record" + (app.written.id ? " as QuestionnaireResponse/" + app.written.id : "") + ".";
     ui.intake.hidden = true;
@@ -334,7 +369,13 @@
         ui.unread.textContent = "Some of the record could not be read (" + prefill.unread.join(", ") + "): the questions it would answer are left for you.";
         ui.unread.hidden = false;
       }
-      await LForms.Util.addFormToPage(shown, ui.form, { questionnaireResponse: prefilledResponse(shown, answers) });
+      const draft = takeDraft();
+      if (draft) {
+        ui.draft.textContent = "Your answers that were not saved last time are back: check them, then save.";
+        ui.draft.hidden = false;
+      }
+      const initial = draft ? { resourceType: "QuestionnaireResponse", status: "in-progress", item: draft.item || [] } : prefilledResponse(shown, answers);
+      await LForms.Util.addFormToPage(shown, ui.form, { questionnaireResponse: initial });
       ui.intake.hidden = false;
       markPrefilled(shown, answers);
       ui.submit.addEventListener("click", submit);
