@@ -4,11 +4,11 @@
 // answers (the service reads the record with this app's token, through its own value sets),
 // renders the Questionnaire with lforms (the Wells group for clinicians only), writes the
 // QuestionnaireResponse to the EHR and shows the cards the service now gives. A failed write
-// keeps every answer on screen, with the reason and a retry.
+// keeps every answer on screen, with the reason and a retry (and in the tab until saved).
 "use strict";
 
 (function () {
-    const WELLS_GROUP = "grp-wells";
+  const WELLS_GROUP = "grp-wells";
   const byId = (id) => document.getElementById(id);
   const ui = {
     status: byId("status"),
