@@ -666,6 +666,60 @@ fn published_questionnaire() -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_record_calls_read_the_ehr_with_the_app_s_token_and_the_cards_call_is_audited() {
+    let ehr = EhrDouble::start(EhrOptions { resources: knee_pain_and_cancer("pat-1"), ..EhrOptions::default() }).await;
+    let issuer = ehr.fhir_base();
+    let settings = support::test_settings(move |settings| {
+        settings.intake.clients = vec![
+            serde_json::from_value(json!({ "issuer": issuer, "client_id": "popliteal-intake" })).expect("a client"),
+        ];
+    });
+    let (app, auditor) = support::spawn_app_keeping_auditor(settings).await;
+    let token = access_token(&ehr).await;
+    let access = json!({
+        "fhirServer": ehr.fhir_base(), "patientId": "pat-1", "userId": "Practitioner/dr-1", "accessToken": token,
+    });
+    let prefill: Value = app.post_json("/intake/api/prefill", &access).await.json().await.expect("JSON");
+    let answers = prefill["answers"].as_array().expect("answers");
+    let side = answers.iter().find(|a| a["linkId"] == "side").expect("the side");
+    assert_eq!(side["answer"]["valueCoding"]["code"], "left");
+    assert_eq!(side["from"][0]["reference"], "Condition/knee-pain-1");
+    let cancer = answers.iter().find(|a| a["linkId"] == "wells-active-cancer").expect("active cancer");
+    assert_eq!(cancer["answer"], json!({ "valueBoolean": true }));
+    assert!(cancer["verify"].as_str().is_some_and(|v| v.contains("6 months")));
+    assert!(answers.iter().all(|a| a["answer"] != json!({ "valueBoolean": false })), "the record never says no");
+    assert_eq!(prefill["unread"], json!([]));
+    assert!(ehr.fhir_requests().iter().filter(|r| r.path.contains("Condition")).all(|r| r.authorised));
+
+    let before = auditor.counts().written;
+    let mut with_response = access.clone();
+    with_response["questionnaireResponse"] = json!({
+        "resourceType": "QuestionnaireResponse", "id": "qr-1", "status": "completed",
+        "questionnaire": "http://cds.example.org/fhir/Questionnaire/posterior-knee-pain|1.0.0",
+        "subject": { "reference": "Patient/pat-1" }, "authored": support::now_rfc3339(),
+        "item": [{ "linkId": "grp-safety", "item": [
+            { "linkId": "rf-unilateral-swelling", "answer": [{ "valueBoolean": true }] },
+            { "linkId": "rf-calf-pain", "answer": [{ "valueBoolean": true }] }
+        ]}]
+    });
+    let answer: Value = app.post_json("/intake/api/cards", &with_response).await.json().await.expect("JSON");
+    let topics = support::topics(&answer);
+    assert!(
+        topics.contains(&"dvt-suspected".to_owned()) && !topics.contains(&"intake-missing".to_owned()),
+        "{topics:?}"
+    );
+    let written =
+        support::eventually(Duration::from_secs(10), || async { (auditor.counts().written > before).then_some(()) })
+            .await;
+    assert!(written.is_some(), "the cards call has its audit record");
+
+    // A token the EHR did not issue reads nothing: the service says the record could not be read.
+    let mut forged = access.clone();
+    forged["accessToken"] = json!("not-a-token-of-this-ehr");
+    assert_eq!(app.post_json("/intake/api/prefill", &forged).await.status(), 412);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_clinician_launches_the_intake_from_the_card_confirms_the_record_answers_and_sees_the_cards() {
     let ehr = EhrDouble::start(EhrOptions {
         resources: knee_pain_and_cancer("pat-1"),
