@@ -918,6 +918,30 @@ async fn answers_not_saved_before_a_session_expired_come_back_when_the_app_is_la
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_app_runs_framed_in_the_ehr_s_chart_and_a_site_that_is_not_a_registered_ehr_cannot_frame_it() {
+    let ehr = EhrDouble::start(EhrOptions::default()).await;
+    let app = spawn_service_for(&ehr).await;
+    let launch = format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(&ehr), ehr.launch_id());
+    let browser = Browser::start().await;
+    browser.goto(&ehr.chart_url(&launch)).await;
+    browser.wait_for("#app", PAGE_WAIT).await.enter_frame().await.expect("into the app's frame");
+    browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
+    browser.client().enter_default_frame().await.expect("back to the chart");
+    assert!(!browser.console().await.iter().any(|line| line.contains("frame-ancestors")), "framed by its EHR: allowed");
+
+    // Another site (here a second EHR, not registered with the service) frames the same page.
+    let elsewhere = EhrDouble::start(EhrOptions::default()).await;
+    browser.goto(&elsewhere.chart_url(&launch)).await;
+    let refused = support::eventually(PAGE_WAIT, || async {
+        browser.console().await.into_iter().find(|line| line.contains("frame-ancestors"))
+    })
+    .await;
+    assert!(refused.is_some(), "the browser refuses to show the app framed by an unregistered site");
+    assert!(elsewhere.authorize_requests().is_empty() && elsewhere.token_requests().is_empty());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_refused_token_exchange_stops_the_app_with_a_message_and_no_form() {
     let ehr = EhrDouble::start(EhrOptions { token: TokenBehaviour::Refuse, ..EhrOptions::default() }).await;
     let (_app, browser) = ehr_launch(&ehr).await;

@@ -201,6 +201,7 @@ impl EhrDouble {
             App::new()
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
+                .route("/ehr/chart", web::get().to(chart))
                 .route("/auth/authorize", web::get().to(authorize))
                 .route("/auth/token", web::post().to(token))
                 .route("/auth/token", web::method(Method::OPTIONS).to(preflight))
@@ -268,6 +269,12 @@ impl EhrDouble {
     pub fn issued_tokens(&self) -> Vec<String> {
         self.shared.record().tokens.clone()
     }
+
+    /// The EHR's own chart page with `app` (a URL) in an iframe, as EHRs embed SMART apps.
+    pub fn chart_url(&self, app: &str) -> String {
+        let app: String = url::form_urlencoded::byte_serialize(app.as_bytes()).collect();
+        format!("{}/ehr/chart?app={app}", self.shared.origin)
+    }
 }
 
 impl Drop for EhrDouble {
@@ -287,6 +294,16 @@ fn cors(request: &HttpRequest, mut response: HttpResponseBuilder) -> HttpRespons
             .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location, Content-Location, ETag"));
     }
     response
+}
+
+/// `GET /ehr/chart?app=<url>`: a page of the EHR's that frames the app (see `chart_url`).
+async fn chart(query: web::Query<BTreeMap<String, String>>) -> HttpResponse {
+    let app = query.get("app").map(String::as_str).unwrap_or_default();
+    let attribute = app.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>EHR chart</title></head>
+<body><main><h1>Chart</h1><iframe id="app" title="Knee pain intake" src="{attribute}" width="1200" height="1500"></iframe></main></body></html>"#
+    ))
 }
 
 async fn preflight(request: HttpRequest) -> HttpResponse {
