@@ -439,9 +439,15 @@ fn loggable_method(method: &actix_web::http::Method) -> &'static str {
 }
 
 /// The path of a matched route, rebuilt from its pattern: `{id}` under `/cds-services` is a
-/// catalogue service id or `invalid`, another parameter an id that passes the sanitiser or
-/// `invalid`.
+/// catalogue service id or `invalid`, a file of the intake app one it serves or `invalid`,
+/// another parameter an id that passes the sanitiser or `invalid`.
 fn loggable_target(pattern: &str, path: &str) -> String {
+    if let Some(file) = pattern.strip_prefix("/intake/").filter(|rest| rest.starts_with('{')) {
+        let sent = path.strip_prefix("/intake/").unwrap_or_default();
+        let known = crate::intake::assets::find(sent).map_or(INVALID, |asset| asset.path);
+        debug_assert!(file.ends_with('}'), "the intake app's files are one parameter: {file}");
+        return format!("/intake/{known}");
+    }
     let services = pattern.starts_with("/cds-services/");
     pattern
         .split('/')
@@ -540,6 +546,11 @@ mod tests {
         );
         assert_eq!(target("/fhir/Questionnaire/{id}", "/fhir/Questionnaire/a%22b"), "/fhir/Questionnaire/invalid");
         assert_eq!(target("/health", "/health"), "/health");
+        assert_eq!(
+            target("/intake/{path:.*}", "/intake/vendor/lforms/lhc-forms.js"),
+            "/intake/vendor/lforms/lhc-forms.js"
+        );
+        assert_eq!(target("/intake/{path:.*}", "/intake/Sentinel.js"), "/intake/invalid");
     }
 
     #[test]

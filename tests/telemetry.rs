@@ -226,6 +226,29 @@ async fn send_everything(address: &str, fhir_base: &str, vignettes: Vec<Vignette
     forbidden.push(TOKEN.to_owned());
 }
 
+/// The intake app's record calls, with the app's token, a patient and a user of their own (the
+/// FHIR server does not find the Patient: the calls are refused with 412, after reading).
+async fn send_intake(address: &str, fhir_base: &str, forbidden: &mut Vec<String>) {
+    let client = reqwest::Client::new();
+    let access = json!({
+        "fhirServer": fhir_base, "patientId": "intake-patient-7c1e", "userId": "Practitioner/intake-user-3b9d",
+        "accessToken": TOKEN,
+    });
+    let mut with_response = access.clone();
+    with_response["questionnaireResponse"] = json!({
+        "resourceType": "QuestionnaireResponse", "status": "completed",
+        "subject": { "reference": "Patient/intake-patient-7c1e" },
+        "item": [{ "linkId": "rf-calf-pain", "answer": [{ "valueBoolean": true }] }]
+    });
+    for (path, body) in [("/intake/api/prefill", access), ("/intake/api/cards", with_response)] {
+        let response = client.post(format!("{address}{path}")).json(&body).send().await.expect("answered");
+        assert_eq!(response.status().as_u16(), 412, "{path}: the Patient is not found");
+        let text = response.text().await.expect("a body");
+        assert!(!text.contains(TOKEN) && !text.contains("intake-patient-7c1e"), "{path}: {text}");
+    }
+    forbidden.extend(["intake-patient-7c1e".to_owned(), "intake-user-3b9d".to_owned()]);
+}
+
 /// Text a client chose, in every place of a request that could reach a log line.
 const SENTINEL: &str = "MalformedSentinel";
 
@@ -268,6 +291,10 @@ async fn send_client_text(address: &str) {
     assert_eq!(feedback.await.expect("answered").status().as_u16(), 404);
     let nowhere = send(format!("/{SENTINEL}/path"), json!({})).await.expect("answered");
     assert_eq!(nowhere.status().as_u16(), 404);
+    let launch = client.get(format!("{address}/intake/api/launch?iss=https://{SENTINEL}.example/fhir")).send();
+    assert_eq!(launch.await.expect("answered").status().as_u16(), 403, "an EHR that is not registered");
+    let asset = client.get(format!("{address}/intake/{SENTINEL}.js")).send().await.expect("answered");
+    assert_eq!(asset.status().as_u16(), 404);
 }
 
 fn run() -> &'static Run {
@@ -298,6 +325,10 @@ fn run() -> &'static Run {
         let settings = test_settings(|settings| {
             settings.telemetry.otlp_endpoint = Some(base.clone().try_into().expect("a URL"));
             settings.telemetry.metrics_interval_ms = std::num::NonZeroU64::new(3_600_000).expect("positive");
+            settings.intake.clients = vec![
+                serde_json::from_value(json!({ "issuer": format!("{base}/fhir"), "client_id": "popliteal-intake" }))
+                    .expect("an intake client"),
+            ];
         });
         let spans = InMemorySpanExporter::default();
         let metrics = InMemoryMetricExporter::default();
@@ -327,6 +358,7 @@ fn run() -> &'static Run {
             let address = format!("http://127.0.0.1:{}", application.port());
             tokio::spawn(application.run_until_stopped());
             send_everything(&address, &format!("{base}/fhir"), vignettes, &mut forbidden).await;
+            send_intake(&address, &format!("{base}/fhir"), &mut forbidden).await;
             send_client_text(&address).await;
             // The audit writer stores in the background: wait until it has written.
             let written = support::eventually(Duration::from_secs(10), || async {
