@@ -16,6 +16,7 @@ use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
 use crate::fhir::assembly::assemble;
 use crate::fhir::interpret;
+use crate::fhir::page::is_safe_id;
 use crate::intake::assets;
 use crate::knee::prefill::{PrefilledAnswer, prefill};
 use crate::protocol::card::CdsResponse;
@@ -84,15 +85,10 @@ struct RecordAccess {
     questionnaire_response: Option<Value>,
 }
 
-/// A FHIR id (R4: `[A-Za-z0-9\-\.]{1,64}`).
-fn is_fhir_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
 /// A `ResourceType/id` reference to the user.
 fn is_user_reference(reference: &str) -> bool {
     reference.split_once('/').is_some_and(|(kind, id)| {
-        ["Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person"].contains(&kind) && is_fhir_id(id)
+        ["Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person"].contains(&kind) && is_safe_id(id)
     })
 }
 
@@ -107,7 +103,7 @@ impl RecordAccess {
         if state.intake.client_for(&access.fhir_server).is_none() {
             return Err(not_registered());
         }
-        if !is_fhir_id(&access.patient_id) || !is_user_reference(&access.user_id) {
+        if !is_safe_id(&access.patient_id) || !is_user_reference(&access.user_id) {
             return Err(ApiError::BadRequest(
                 "patientId must be a FHIR id and userId a reference such as Practitioner/123".into(),
             ));
@@ -211,8 +207,8 @@ mod tests {
 
     #[test]
     fn only_fhir_ids_and_user_references_are_accepted() {
-        assert!(is_fhir_id("abc-1.2"));
-        assert!(!is_fhir_id("a/b") && !is_fhir_id("") && !is_fhir_id(&"x".repeat(65)));
+        assert!(is_safe_id("abc-1.2"));
+        assert!(!is_safe_id("a/b") && !is_safe_id("") && !is_safe_id(&"x".repeat(65)));
         assert!(is_user_reference("Practitioner/dr-1") && is_user_reference("Patient/p1"));
         assert!(!is_user_reference("Organization/o1") && !is_user_reference("Practitioner/a b"));
     }
