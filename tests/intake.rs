@@ -503,10 +503,7 @@ fn axe_source() -> String {
 async fn spawn_service_for(ehr: &EhrDouble) -> TestApp {
     let issuer = ehr.fhir_base();
     spawn_app_with(move |settings| {
-        settings.intake.clients = vec![
-            serde_json::from_value(json!({ "issuer": issuer, "client_id": "popliteal-intake" }))
-                .expect("an intake client"),
-        ];
+        settings.intake.clients = vec![support::intake_client(&issuer, "popliteal-intake")];
         settings.intake.write_timeout_ms = std::num::NonZeroU64::new(WRITE_TIMEOUT_MS).expect("positive");
     })
     .await
@@ -562,11 +559,16 @@ fn iss_of(ehr: &EhrDouble) -> String {
     url::form_urlencoded::byte_serialize(ehr.fhir_base().as_bytes()).collect()
 }
 
+/// The app's launch page as the EHR opens it for an EHR launch (`iss` and `launch`).
+fn ehr_launch_url(app: &TestApp, ehr: &EhrDouble) -> String {
+    format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(ehr), ehr.launch_id())
+}
+
 /// The service and a browser at the app's launch page, opened by the EHR for an EHR launch.
 async fn ehr_launch(ehr: &EhrDouble) -> (TestApp, Browser) {
     let app = spawn_service_for(ehr).await;
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(ehr), ehr.launch_id())).await;
+    browser.goto(&ehr_launch_url(&app, ehr)).await;
     (app, browser)
 }
 
@@ -670,9 +672,7 @@ async fn the_record_calls_read_the_ehr_with_the_app_s_token_and_the_cards_call_i
     let ehr = EhrDouble::start(EhrOptions { resources: knee_pain_and_cancer("pat-1"), ..EhrOptions::default() }).await;
     let issuer = ehr.fhir_base();
     let settings = support::test_settings(move |settings| {
-        settings.intake.clients = vec![
-            serde_json::from_value(json!({ "issuer": issuer, "client_id": "popliteal-intake" })).expect("a client"),
-        ];
+        settings.intake.clients = vec![support::intake_client(&issuer, "popliteal-intake")];
     });
     let (app, auditor) = support::spawn_app_keeping_auditor(settings).await;
     let token = access_token(&ehr).await;
@@ -899,7 +899,7 @@ async fn answers_not_saved_before_a_session_expired_come_back_when_the_app_is_la
     browser.client().find(By::Id("submit")).await.expect("the button").click().await.expect("clicks");
     browser.wait_for_text("#problem", "(401)", PAGE_WAIT).await;
     // The clinician opens the intake again from the EHR, in the same tab.
-    browser.goto(&format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(&ehr), ehr.launch_id())).await;
+    browser.goto(&ehr_launch_url(&app, &ehr)).await;
     browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
     browser.wait_for_text("#draft", "not saved last time", PAGE_WAIT).await;
     assert!(is_selected(&browser, "rf-calf-pain", "true").await, "the yes is back");
@@ -910,7 +910,7 @@ async fn answers_not_saved_before_a_session_expired_come_back_when_the_app_is_la
     assert_eq!(answer_of(&items, "rf-calf-pain"), Some(json!({ "valueBoolean": true })));
     assert_eq!(answer_of(&items, "rf-warmth"), Some(json!({ "valueBoolean": false })));
     // Saved: a third launch starts afresh.
-    browser.goto(&format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(&ehr), ehr.launch_id())).await;
+    browser.goto(&ehr_launch_url(&app, &ehr)).await;
     browser.wait_for_text("#status", "Ready", PAGE_WAIT).await;
     assert!(browser.client().find(By::Css("#draft[hidden]")).await.is_ok(), "no draft after a save");
     assert!(is_selected(&browser, "rf-calf-pain", "null").await, "the form starts unanswered");
@@ -921,7 +921,7 @@ async fn answers_not_saved_before_a_session_expired_come_back_when_the_app_is_la
 async fn the_app_runs_framed_in_the_ehr_s_chart_and_a_site_that_is_not_a_registered_ehr_cannot_frame_it() {
     let ehr = EhrDouble::start(EhrOptions::default()).await;
     let app = spawn_service_for(&ehr).await;
-    let launch = format!("{}/intake/launch?iss={}&launch={}", app.address, iss_of(&ehr), ehr.launch_id());
+    let launch = ehr_launch_url(&app, &ehr);
     let browser = Browser::start().await;
     browser.goto(&ehr.chart_url(&launch)).await;
     browser.wait_for("#app", PAGE_WAIT).await.enter_frame().await.expect("into the app's frame");

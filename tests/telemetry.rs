@@ -325,10 +325,7 @@ fn run() -> &'static Run {
         let settings = test_settings(|settings| {
             settings.telemetry.otlp_endpoint = Some(base.clone().try_into().expect("a URL"));
             settings.telemetry.metrics_interval_ms = std::num::NonZeroU64::new(3_600_000).expect("positive");
-            settings.intake.clients = vec![
-                serde_json::from_value(json!({ "issuer": format!("{base}/fhir"), "client_id": "popliteal-intake" }))
-                    .expect("an intake client"),
-            ];
+            settings.intake.clients = vec![support::intake_client(&format!("{base}/fhir"), "popliteal-intake")];
         });
         let spans = InMemorySpanExporter::default();
         let metrics = InMemoryMetricExporter::default();

@@ -2,23 +2,19 @@
 //! launch settings per registered EHR, and the refusals of its record calls (an EHR that is not
 //! registered, a malformed body). The whole flow in a browser is `tests/intake.rs`.
 
-use popliteal::configuration::{AuthMode, IntakeClient};
+use popliteal::configuration::AuthMode;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, closed_port, spawn_app_with};
+use crate::support::{TestApp, closed_port, intake_client, spawn_app_with};
 
 const ISSUER: &str = "https://ehr.example.org/fhir/r4";
-
-fn client(issuer: &str, client_id: &str) -> IntakeClient {
-    serde_json::from_value(json!({ "issuer": issuer, "client_id": client_id })).expect("a client")
-}
 
 /// The service with one registered EHR and EHR authentication on (the intake's calls do not
 /// carry a CDS Hooks JWT: they must not need one).
 async fn spawn_registered() -> TestApp {
     spawn_app_with(|settings| {
         settings.auth.mode = AuthMode::Jwt;
-        settings.intake.clients = vec![client(ISSUER, "popliteal-intake")];
+        settings.intake.clients = vec![intake_client(ISSUER, "popliteal-intake")];
     })
     .await
 }

@@ -31,6 +31,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { address, client: reqwest::Client::new() }
 }
 
+/// An EHR registered with the intake app (`[[intake.clients]]`): its FHIR base URL and the
+/// client id it gave the app.
+pub fn intake_client(issuer: &str, client_id: &str) -> popliteal::configuration::IntakeClient {
+    serde_json::from_value(serde_json::json!({ "issuer": issuer, "client_id": client_id })).expect("an intake client")
+}
+
 /// The `[cors]` section as shipped for `environment` (`local`, `test`, `production`).
 pub fn shipped_cors(environment: &str) -> popliteal::configuration::CorsSettings {
     let variables =
