@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use crate::body::read_json_body;
 use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
-use crate::fhir::assembly::assemble;
 use crate::fhir::interpret;
 use crate::fhir::page::is_safe_id;
 use crate::intake::assets;
@@ -140,8 +139,7 @@ pub async fn prefill_answers(
 ) -> Result<HttpResponse, ApiError> {
     let request = RecordAccess::read(&state, &http_request, payload).await?.hook_request()?;
     let service = ServiceKind::PatientView;
-    request.check_for(service)?;
-    let record = assemble(&request, state.catalogue.templates(service), &state.fhir, &state.metrics).await;
+    let record = super::services::record_for(&state, service, &request).await?;
     if let Some(key) = record.missing_required() {
         return Err(ApiError::PreconditionFailed(format!(
             "the EHR's FHIR server did not give the {} with this token",

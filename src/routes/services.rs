@@ -8,6 +8,7 @@ use crate::catalogue::ServiceKind;
 use crate::error::ApiError;
 use crate::evaluate::{Outcome, evaluate};
 use crate::fhir::assembly::assemble;
+use crate::fhir::record::PatientRecord;
 use crate::protocol::card::CdsResponse;
 use crate::protocol::request::HookRequest;
 use crate::startup::AppState;
@@ -39,6 +40,17 @@ pub async fn invoke(
     Ok(HttpResponse::Ok().json(CdsResponse { cards: outcome.cards }))
 }
 
+/// The record of a hook call: the request checked against its service before anything is read
+/// from the EHR, then assembled from its prefetch and the EHR's FHIR server.
+pub(super) async fn record_for(
+    state: &AppState,
+    service: ServiceKind,
+    request: &HookRequest,
+) -> Result<PatientRecord, ApiError> {
+    request.check_for(service)?;
+    Ok(assemble(request, state.catalogue.templates(service), &state.fhir, &state.metrics).await)
+}
+
 /// A checked hook call answered: the request checked against its service before anything is read
 /// from the EHR, the record assembled, evaluated, logged (counts only), counted, and queued for
 /// the audit trail. Shared by the hook endpoint and the intake app's (`routes::intake`).
@@ -49,8 +61,7 @@ pub(super) async fn answer(
     invoked_at: OffsetDateTime,
     started: std::time::Instant,
 ) -> Result<Outcome, ApiError> {
-    request.check_for(service)?;
-    let record = assemble(request, state.catalogue.templates(service), &state.fhir, &state.metrics).await;
+    let record = record_for(state, service, request).await?;
     let outcome = evaluate(service, request, &record, &state.knowledge, &state.evaluation, invoked_at)?;
     tracing::info!(
         service_id = service.id(),
