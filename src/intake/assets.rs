@@ -34,6 +34,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("launch", "intake/launch.html", HTML, false),
     asset!("app.js", "intake/app.js", JAVASCRIPT, false),
     asset!("launch.js", "intake/launch.js", JAVASCRIPT, false),
+    asset!("call.js", "intake/call.js", JAVASCRIPT, false),
     asset!("intake.css", "intake/intake.css", CSS, false),
     asset!("vendor/fhirclient/fhir-client.min.js", "vendor/fhirclient/fhir-client.min.js", JAVASCRIPT, true),
     asset!("vendor/lforms/zone.min.js", "vendor/lforms/zone.min.js", JAVASCRIPT, true),

@@ -37,22 +37,8 @@
     ui.problem.hidden = !text;
   }
 
-  /// A JSON call to the service; an OperationOutcome's diagnostics become the error's message.
-  async function service(path, body) {
-    const init = body === undefined
-      ? { headers: { Accept: "application/json" } }
-      : { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) };
-    init.credentials = "omit";
-    const response = await fetch(path, init);
-    const answer = await response.json().catch(() => null);
-    if (!response.ok) {
-      const diagnostics = answer && answer.issue && answer.issue[0] && answer.issue[0].diagnostics;
-      const error = new Error(diagnostics || "HTTP " + response.status);
-      error.status = response.status;
-      throw error;
-    }
-    return answer;
-  }
+  /// A JSON call to the service (`call.js`).
+  const service = (path, body) => window.PoplitealIntake.callJson(path, body);
 
   /// What the service needs to read the record for this launch (the token is sent to the
   /// service only, which sends it to this EHR's FHIR server only).

@@ -15,15 +15,7 @@
     problem.hidden = false;
   }
 
-  async function json(url) {
-    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "omit" });
-    const body = await response.json().catch(() => null);
-    if (!response.ok) {
-      const diagnostics = body && body.issue && body.issue[0] && body.issue[0].diagnostics;
-      throw new Error(diagnostics || "HTTP " + response.status);
-    }
-    return body;
-  }
+  const json = (url) => window.PoplitealIntake.callJson(url);
 
   async function launch() {
     const parameters = new URLSearchParams(window.location.search);
